@@ -1,0 +1,93 @@
+"""Playback: segments announced down, control down, cursor reports up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar
+
+from icp.errors import ProtocolError
+from icp.messages import rules
+from icp.messages.base import Body, Direction
+from icp.messages.common import CURSOR, MAX_SAMPLE, Cursor, ordered_words
+from icp.messages.session import SAMPLE_RATE
+from icp.words import WordTiming, split_words
+
+
+class PlaybackEvent(StrEnum):
+    HEARTBEAT = "heartbeat"
+    SEGMENT_END = "segment_end"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    FLUSHED = "flushed"
+    IDLE = "idle"
+
+
+class Action(StrEnum):
+    PAUSE = "pause"
+    RESUME = "resume"
+    FLUSH = "flush"
+    LISTEN = "listen"
+    STOP_LISTENING = "stop_listening"
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackReport(Body):
+    TYPE: ClassVar[str] = "playback"
+    DIRECTION: ClassVar[Direction] = Direction.UP
+    RULES: ClassVar[dict[str, rules.Rule]] = {
+        "event": rules.enum(PlaybackEvent),
+        "cursor": rules.optional(CURSOR),
+        "queued_ms": rules.number(0, 1e9),
+        "stream_ms": rules.number(0, 1e12),
+    }
+    event: PlaybackEvent
+    cursor: Cursor | None
+    queued_ms: float = 0.0
+    stream_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Segment(Body):
+    TYPE: ClassVar[str] = "segment"
+    DIRECTION: ClassVar[Direction] = Direction.DOWN
+    RULES: ClassVar[dict[str, rules.Rule]] = {
+        "segment": rules.integer(1, 2**32 - 1),
+        "item": rules.ident(),
+        "thread": rules.ident(),
+        "text": rules.text(),
+        "words": ordered_words,
+        "bridge_words": rules.integer(0, rules.MAX_WORDS),
+        "sample_rate": SAMPLE_RATE,
+        "samples": rules.integer(1, MAX_SAMPLE),
+    }
+    segment: int
+    item: str
+    thread: str
+    text: str
+    words: tuple[WordTiming, ...]
+    bridge_words: int
+    sample_rate: int
+    samples: int
+
+    def check(self) -> None:
+        seg = self
+        if len(seg.words) != len(split_words(seg.text)):
+            raise ProtocolError("words", "must have one timing per whitespace-separated word of text")
+        if seg.bridge_words > len(seg.words):
+            raise ProtocolError("bridge_words", "must not exceed the number of words")
+        duration_ms = seg.samples * 1000.0 / seg.sample_rate
+        if seg.words and seg.words[-1].end_ms > duration_ms + 1.0:
+            raise ProtocolError("words", "timings run past the end of the audio")
+
+
+@dataclass(frozen=True, slots=True)
+class Control(Body):
+    TYPE: ClassVar[str] = "control"
+    DIRECTION: ClassVar[Direction] = Direction.DOWN
+    RULES: ClassVar[dict[str, rules.Rule]] = {
+        "action": rules.enum(Action),
+        "reason": rules.text(64),
+    }
+    action: Action
+    reason: str = ""
