@@ -63,6 +63,9 @@ def _check_pcm(pcm: bytes) -> None:
 
 def split_pcm(segment: int, pcm: bytes, max_bytes: int = 32000) -> list[AudioFrame]:
     """Cut one segment's PCM into frames (the last one flagged)."""
+    if not 2 <= max_bytes <= MAX_PCM_BYTES:
+        raise ValueError(f"max_bytes must be 2..{MAX_PCM_BYTES}")
+    _check_pcm(pcm[:2])
     max_bytes -= max_bytes % 2
     frames = []
     for start in range(0, len(pcm), max_bytes):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from enum import Enum, StrEnum
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from icp.messages import rules
@@ -46,6 +47,6 @@ def _plain(value: Any) -> Any:
         return {"segment": value.segment, "sample": value.sample}
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     return value

@@ -49,11 +49,15 @@ def decode(payload: bytes, registry: dict[str, type[Body]], expected_type: str |
         doc: Any = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError("", f"not valid UTF-8 JSON: {exc}") from None
+    except ProtocolError:
+        raise
+    except (ValueError, RecursionError) as exc:  # absurd numbers or nesting
+        raise ProtocolError("", f"JSON too deep or a number too long: {type(exc).__name__}") from None
     if not isinstance(doc, dict):
         raise ProtocolError("", "must be a JSON object")
     if "v" not in doc:
         raise ProtocolError("v", "missing")
-    if doc["v"] != PROTOCOL_VERSION or isinstance(doc["v"], bool):
+    if type(doc["v"]) is not int or doc["v"] != PROTOCOL_VERSION:
         raise ProtocolError("v", f"unsupported version {doc['v']!r} (this side speaks {PROTOCOL_VERSION})")
     kind = rules.text(32, 1)("type", doc.get("type"))
     if expected_type is not None and kind != expected_type:

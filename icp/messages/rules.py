@@ -19,7 +19,7 @@ E = TypeVar("E", bound=Enum)
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 DEVICE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-MAX_SEQ = 2**53
+MAX_SEQ = 2**53 - 1  # seq < 2^53: exact in every JSON implementation
 MAX_TEXT = 2000
 MAX_WORDS = 400
 
@@ -44,7 +44,11 @@ def number(lo: float = 0.0, hi: float = 1e12) -> Rule:
     def check(path: str, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ProtocolError(path, f"must be a number, got {_describe(value)}")
-        if not math.isfinite(value):
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:
+            finite = False
+        if not finite:
             raise ProtocolError(path, "must be finite")
         if not lo <= value <= hi:
             raise ProtocolError(path, f"must be between {lo} and {hi}, got {value}")
@@ -68,6 +72,10 @@ def text(max_len: int = MAX_TEXT, min_len: int = 0) -> Rule:
             raise ProtocolError(path, f"must be a string, got {_describe(value)}")
         if not min_len <= len(value) <= max_len:
             raise ProtocolError(path, f"length must be {min_len}..{max_len}, got {len(value)}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ProtocolError(path, "must be valid Unicode (no lone surrogates)") from None
         return value
 
     return check
@@ -75,7 +83,7 @@ def text(max_len: int = MAX_TEXT, min_len: int = 0) -> Rule:
 
 def ident(pattern: re.Pattern[str] = ID_PATTERN) -> Rule:
     def check(path: str, value: Any) -> str:
-        if not isinstance(value, str) or not pattern.match(value):
+        if not isinstance(value, str) or not pattern.fullmatch(value):
             raise ProtocolError(path, f"must match {pattern.pattern}, got {_describe(value)}")
         return value
 

@@ -15,6 +15,7 @@ class Verdict:
     accepted: bool
     reason: str = ""
     new_session: bool = False
+    adopted: bool = False  # first message seen from a peer we had no record of (we restarted)
 
 
 @dataclass
@@ -25,6 +26,10 @@ class SequenceTracker:
 
     def check(self, session: str, seq: int, starts_session: bool = False) -> Verdict:
         """Accept (and record) or reject one message. `starts_session`: it is a hello."""
+        if self.session is None and not starts_session:
+            # We restarted and lost our record: adopt the peer's session rather than ignore it forever.
+            self.session, self.last_seq = session, seq
+            return Verdict(True, adopted=True)
         if session != self.session:
             if not starts_session:
                 return Verdict(False, f"unknown session {session!r} (expected a hello first)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -101,7 +102,7 @@ class EngineState(Body):
     TYPE: ClassVar[str] = "engine_state"
     DIRECTION: ClassVar[Direction] = Direction.DOWN
     RULES: ClassVar[dict[str, rules.Rule]] = {
-        "state": rules.text(32, 1),
+        "state": rules.ident(re.compile(r"[a-z_]{1,32}")),
         "held_threads": rules.integer(0, 64),
     }
     state: str

@@ -48,7 +48,7 @@ class Topics:
         if parts[: len(root_parts)] != root_parts:
             raise ProtocolError("topic", f"{topic!r} is not under root {self.root!r}")
         rest = parts[len(root_parts) :]
-        if not rest or not DEVICE_ID_PATTERN.match(rest[0]):
+        if not rest or not DEVICE_ID_PATTERN.fullmatch(rest[0]):
             raise ProtocolError("topic", f"{topic!r} has no valid device id")
         if rest[1:] == [STATUS]:
             return Topic(rest[0], None, STATUS)

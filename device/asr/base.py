@@ -1,0 +1,62 @@
+"""The one streaming ASR interface every backend implements.
+
+An utterance is `start()`, any number of `feed(pcm)` calls, then `finish()`. Partials are for
+barge-in classification and live feedback (they may change and are never final); the `Final` carries
+word timings so the engine can line the user's words up with the audio timeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from icp.words import WordTiming
+
+SAMPLE_RATE = 16000
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    text: str  # the whole hypothesis so far, not a delta
+    audio_ms: float  # audio fed since start() when this hypothesis was made
+
+
+@dataclass(frozen=True, slots=True)
+class Final:
+    text: str
+    words: tuple[WordTiming, ...]  # start/end in ms from start() of this utterance
+    audio_ms: float  # total audio fed
+    backend: str  # "vosk" or "faster-whisper"
+    language: str
+
+
+@runtime_checkable
+class StreamingASR(Protocol):
+    """Not thread-safe; `feed` and `finish` run the model and can block for hundreds of ms, so call
+    them from a worker thread, never from the audio callback."""
+
+    backend: str
+    language: str
+
+    def start(self) -> None: ...
+
+    def feed(self, pcm: np.ndarray | bytes) -> list[Partial]: ...
+
+    def finish(self) -> Final: ...
+
+
+def as_int16(pcm: np.ndarray | bytes) -> np.ndarray:
+    """16 kHz mono int16 PCM from an int16 array or little-endian bytes; anything else is an error
+    (a silent float->int mix-up would feed the model garbage)."""
+    if isinstance(pcm, (bytes, bytearray, memoryview)):
+        return np.frombuffer(pcm, dtype="<i2")
+    arr = np.asarray(pcm)
+    if arr.dtype != np.int16:
+        raise TypeError(f"expected 16 kHz mono int16 PCM, got dtype {arr.dtype}")
+    return arr.reshape(-1)
+
+
+class NotStarted(RuntimeError):
+    """feed() or finish() called outside start() ... finish()."""

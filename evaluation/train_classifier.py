@@ -1,0 +1,47 @@
+"""Retrain the packaged classifier weights from the labelled JSONL files.
+
+    python -m evaluation.train_classifier            # own data + dev set -> icp/classifier/weights.json
+
+The core (`icp.classifier.train`) is pure; this module does the file I/O.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from icp.classifier.train import HYPERPARAMETERS, train_model
+
+from .classify import load_examples
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_SET = Path(__file__).resolve().parents[1] / "data" / "classifier" / "interruptions-dev.jsonl"
+OWN_INTERRUPTIONS = ROOT / "data" / "classifier" / "interruptions-train.jsonl"
+OWN_NAVIGATION = ROOT / "data" / "classifier" / "navigation.jsonl"
+WEIGHTS = ROOT / "icp" / "classifier" / "weights.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--interruptions", nargs="+", type=Path, default=[OWN_INTERRUPTIONS, DEV_SET])
+    parser.add_argument("--navigation", nargs="+", type=Path, default=[OWN_NAVIGATION])
+    parser.add_argument("--out", type=Path, default=WEIGHTS)
+    args = parser.parse_args(argv)
+    interruptions = [e for path in args.interruptions if path.exists() for e in load_examples(path)]
+    navigation = [e for path in args.navigation for e in load_examples(path)]
+    data = {
+        "about": "segue interruption classifier weights; regenerate with python -m evaluation.train_classifier",
+        "hyperparameters": HYPERPARAMETERS,
+        "trained_on": {"interruption": len(interruptions), "navigation": len(navigation)},
+        "interruption": train_model(interruptions).to_json(),
+        "navigation": train_model(navigation).to_json(),
+    }
+    args.out.write_text(json.dumps(data, separators=(",", ":")) + "\n", encoding="utf-8")
+    print(f"wrote {args.out} ({args.out.stat().st_size} bytes)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

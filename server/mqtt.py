@@ -1,0 +1,90 @@
+"""The engine's MQTT connection (paho-mqtt 2.x, MQTT v5): subscribe, translate, publish.
+
+Callbacks translate only: a message becomes a core event (via `server.wire.Inbound`) posted to the
+engine loop, or a logged, counted rejection. Nothing here touches a conversation.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+from icp import events as E
+from server.config import MqttSettings
+from server.wire import Accepted, Inbound
+
+log = logging.getLogger("segue.mqtt")
+
+
+class EngineMqtt:
+    def __init__(self, settings: MqttSettings, inbound: Inbound, post: Callable[[str, E.Event], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.inbound = inbound
+        self.post = post
+        self.clock = clock
+        self.connected = threading.Event()
+        client_id = settings.client_id or f"segue-engine-{uuid.uuid4().hex[:8]}"
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        if settings.username:
+            self.client.username_pw_set(settings.username, settings.password)
+        if settings.tls:
+            self.client.tls_set(ca_certs=settings.ca, certfile=settings.cert, keyfile=settings.key,
+                                cert_reqs=ssl.CERT_REQUIRED)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    def start(self, timeout: float = 10.0) -> "EngineMqtt":
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 0
+        self.client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive_s,
+                                  clean_start=True, properties=props)
+        self.client.loop_start()
+        if not self.connected.wait(timeout):
+            self.client.loop_stop()
+            raise ConnectionError(
+                f"could not connect to the MQTT broker at {self.settings.host}:{self.settings.port} within "
+                f"{timeout:.0f}s: is it running, and are the credentials right?")
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    # -- callbacks: translate, never decide ---------------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            return
+        root = self.settings.topic_root
+        subs = [f"$share/{self.settings.group}/{root}/+/up/#", f"$share/{self.settings.group}/{root}/+/status"]
+        client.subscribe([(topic, 1) for topic in subs])
+        log.info("connected to %s:%s; subscribed %s", self.settings.host, self.settings.port, ", ".join(subs))
+        self.connected.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.connected.clear()
+        log.warning("disconnected from the broker (%s); reconnecting", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        result = self.inbound.translate(msg.topic, msg.payload, self.clock())
+        if isinstance(result, Accepted):
+            for event in result.events:
+                self.post(result.device_id, event)
+        else:
+            log.warning("rejected message on %s (device=%s): %s", msg.topic, result.device_id, result.reason)

