@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from icp.messages import Topics
@@ -29,7 +31,8 @@ def make_tts(settings: ServerSettings) -> TTSBackend:
 
 
 class ServerApp:
-    def __init__(self, settings: ServerSettings, tts: TTSBackend | None = None) -> None:
+    def __init__(self, settings: ServerSettings, tts: TTSBackend | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.store = open_store(settings.storage.backend, settings.storage.state_dir)
         self.tts = tts or make_tts(settings)
@@ -39,7 +42,7 @@ class ServerApp:
             timeout=settings.classifier.llm_timeout_s, threshold=settings.classifier.threshold)
         self.inbound = Inbound(Topics(settings.mqtt.topic_root), frozenset(settings.allowed_devices))
         self.mqtt: EngineMqtt | None = None
-        self.engine = Engine(settings, self.store, self.tts, classifier, publisher=self)
+        self.engine = Engine(settings, self.store, self.tts, classifier, publisher=self, clock=clock)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         assert self.mqtt is not None

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from icp import events as E
 from icp.errors import ProtocolError
 from icp.messages import (
-    MAX_JSON_BYTES, DeviceState, Direction, Hello, Interrupt, PlaybackReport, SequenceTracker, Telemetry,
+    MAX_JSON_BYTES, DeviceEvent, DeviceState, Direction, Hello, Interrupt, PlaybackReport, SequenceTracker, Telemetry,
     Topics, Utterance, Wake, decode,
 )
 
@@ -86,7 +86,7 @@ class Inbound:
             event = E.InterruptReported(now, body.utterance_id, body.cursor, body.hint)
         elif isinstance(body, PlaybackReport):
             event = E.PlaybackReported(now, body.event, body.cursor, body.queued_ms)
-        elif isinstance(body, (DeviceState, Telemetry)):
+        elif isinstance(body, (DeviceState, Telemetry, DeviceEvent)):
             event = None
         else:  # a down-only body cannot arrive here: decode() maps up/ levels to up/ types
             return Rejected(device, f"unexpected: {body.TYPE}")

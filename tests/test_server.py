@@ -14,7 +14,7 @@ from icp.context import strip_notes
 from icp.machine import AutoResume
 from server.app import ServerApp
 from server.config import ServerSettings, apply_broker_url, load
-from tests.support.protocol_device import ProtocolDevice
+from evaluation.protocol_device import ProtocolDevice
 
 pytestmark = pytest.mark.broker
 
@@ -199,3 +199,30 @@ def test_cancel_closes_the_llm_stream(broker, tmp_path):
         device.stop()
         app.stop()
         slow.stop()
+
+
+@pytest.mark.slow
+def test_the_real_offline_llm_through_the_same_code_path(broker, tmp_path):
+    """SmolLM2-135M under llama.cpp's OpenAI-compatible server: the reply reaches the device as audio."""
+    from server.llama_server import LlamaServer
+
+    with LlamaServer() as llama:
+        base = load(None, env={})
+        settings = replace(
+            base, mqtt=apply_broker_url(base.mqtt, broker.url),
+            llm=replace(base.llm, base_url=llama.base_url, model=llama.alias),
+            tts=replace(base.tts, backend="espeak"),
+            storage=replace(base.storage, state_dir=str(tmp_path / "state")),
+            engine=replace(base.engine, max_tokens=60),
+        )
+        app = ServerApp(settings).start()
+        device = ProtocolDevice(broker.url)
+        try:
+            device.hello()
+            device.say("what is the capital of france")
+            device.wait_for(lambda: device.segments and device.segments[0].complete, timeout=90)
+            text = device.segments[0].seg.text
+            assert text.strip() and len(device.segments[0].pcm) > 1000
+        finally:
+            device.stop()
+            app.stop()

@@ -14,12 +14,14 @@ from icp.messages.envelope import decode as _decode
 from icp.messages.envelope import encode
 from icp.messages.playback import Action, Control, PlaybackEvent, PlaybackReport, Segment
 from icp.messages.sequencing import SequenceTracker, Verdict
-from icp.messages.session import Capability, DeviceState, DeviceStatus, EngineState, Hello, Telemetry
+from icp.messages.session import (
+    Capability, DeviceEvent, DeviceState, DeviceStatus, EngineState, EventType, Hello, Telemetry,
+)
 from icp.messages.speech import Interrupt, Utterance, Wake, WakeSource
 from icp.messages.topics import Topic, Topics
 
 BODIES: tuple[type[Body], ...] = (
-    Hello, Wake, Utterance, Interrupt, PlaybackReport, DeviceState, Telemetry,
+    Hello, Wake, Utterance, Interrupt, PlaybackReport, DeviceState, Telemetry, DeviceEvent,
     Segment, Control, EngineState,
 )
 REGISTRY: dict[str, type[Body]] = {cls.TYPE: cls for cls in BODIES}
@@ -45,8 +47,8 @@ def decode(payload: bytes, direction: Direction, level: str) -> Envelope:
 
 
 __all__ = [
-    "Action", "AudioFrame", "BODIES", "Body", "Capability", "Control", "Cursor", "DeviceState",
-    "DeviceStatus", "Direction", "EngineState", "Envelope", "Hello", "Interrupt", "MAX_JSON_BYTES",
+    "Action", "AudioFrame", "BODIES", "Body", "Capability", "Control", "Cursor", "DeviceEvent", "DeviceState",
+    "DeviceStatus", "Direction", "EngineState", "Envelope", "EventType", "Hello", "Interrupt", "MAX_JSON_BYTES",
     "PROTOCOL_VERSION", "PlaybackEvent", "PlaybackReport", "REGISTRY", "Segment", "SequenceTracker",
     "Telemetry", "Topic", "Topics", "Utterance", "Verdict", "Wake", "WakeSource", "decode", "encode",
     "split_pcm", "topic_level",

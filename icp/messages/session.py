@@ -107,3 +107,21 @@ class EngineState(Body):
     }
     state: str
     held_threads: int = 0
+
+
+class EventType(StrEnum):
+    WAKE = "wake"
+    INTERRUPT_BRANCH = "interrupt_branch"
+    INTERRUPT_MODIFY = "interrupt_modify"
+    INTERRUPT_CANCEL = "interrupt_cancel"
+    INTERRUPT_ABSORB = "interrupt_absorb"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEvent(Body):
+    """For dashboards (Home Assistant's event entity reads `event_type`); the engine ignores it."""
+
+    TYPE: ClassVar[str] = "event"
+    DIRECTION: ClassVar[Direction] = Direction.UP
+    RULES: ClassVar[dict[str, rules.Rule]] = {"event_type": rules.enum(EventType)}
+    event_type: EventType

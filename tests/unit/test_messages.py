@@ -23,6 +23,8 @@ from icp.dispositions import Hint
 from icp.errors import ProtocolError
 from icp.messages import (
     BODIES,
+    DeviceEvent,
+    EventType,
     MAX_JSON_BYTES,
     PROTOCOL_VERSION,
     REGISTRY,
@@ -94,6 +96,7 @@ SAMPLES: dict[str, Any] = {
     "device_state_muted": DeviceState(DeviceStatus.MUTED, True, 64),
     "telemetry": Telemetry(uptime_s=3600.5, cpu_temp_c=54.2, wake_count=12,
                            interruptions={"BRANCH": 3, "CANCEL": 1}, cursor_lag_ms=35.0, rtt_ms=12.5),
+    "event": DeviceEvent(EventType.INTERRUPT_BRANCH),
     "telemetry_nulls": Telemetry(uptime_s=0.0, cpu_temp_c=None, wake_count=0, interruptions={},
                                  cursor_lag_ms=None, rtt_ms=None),
     "segment": Segment(segment=17, item="item_42", thread="thread-1", text=SEGMENT_TEXT,
@@ -187,7 +190,7 @@ def test_topic_levels_and_directions():
     assert topic_level(SAMPLES["playback"]) == "playback"
     ups = {topic_level(c) for c in BODIES if c.DIRECTION is UP}
     downs = {topic_level(c) for c in BODIES if c.DIRECTION is DOWN}
-    assert ups == {"hello", "wake", "utterance", "interrupt", "playback", "state", "telemetry"}
+    assert ups == {"hello", "wake", "utterance", "interrupt", "playback", "state", "telemetry", "event"}
     assert downs == {"segment", "control", "state"}
 
 

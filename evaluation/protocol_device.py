@@ -1,4 +1,4 @@
-"""A protocol-level test device: publishes what a segue device would, through a real broker.
+"""A protocol-level device for tests and benchmarks: publishes what a segue device would, through a real broker.
 
 It does not run audio: the test moves its playback position explicitly (`play_ms`), so assertions
 about heard words are exact. Everything it sends goes through the real codecs.
@@ -31,6 +31,7 @@ class PlayedSegment:
     complete: bool = False
     position: int = 0  # samples heard
     dropped: bool = False  # flushed before it finished
+    first_audio_at: float | None = None  # time.monotonic() when its first audio frame arrived
 
     @property
     def pending(self) -> bool:
@@ -38,7 +39,8 @@ class PlayedSegment:
 
 
 class ProtocolDevice:
-    def __init__(self, broker_url: str, device_id: str = "dev1", root: str = "segue") -> None:
+    def __init__(self, broker_url: str, device_id: str = "dev1", root: str = "segue",
+                 username: str | None = None, password: str | None = None) -> None:
         self.device_id = device_id
         self.topics = Topics(root)
         self.session = secrets.token_hex(4)
@@ -52,6 +54,8 @@ class ProtocolDevice:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{device_id}-{uuid.uuid4().hex[:4]}",
                                   protocol=mqtt.MQTTv5)
         self.client.will_set(self.topics.status(device_id), b"offline", qos=1, retain=True)
+        if username:
+            self.client.username_pw_set(username, password)
         self.client.on_message = self._on_message
         self.connected = threading.Event()
         self.client.on_connect = lambda c, u, f, r, p: (c.subscribe(self.topics.device_subscription(device_id), 1),
@@ -79,6 +83,7 @@ class ProtocolDevice:
         else:
             self.send(Wake(WakeSource.BUTTON))
         self.send(Utterance(uid, False, text.split()[0]))
+        self.final_sent_at = time.monotonic()
         self.send(Utterance(uid, True, text))
         return uid
 
@@ -170,6 +175,8 @@ class ProtocolDevice:
                 frame = AudioFrame.decode(msg.payload)
                 seg = next((s for s in self.segments if s.seg.segment == frame.segment), None)
                 if seg is not None and frame.offset * 2 == len(seg.pcm):
+                    if seg.first_audio_at is None:
+                        seg.first_audio_at = time.monotonic()
                     seg.pcm.extend(frame.pcm)
                     seg.complete = frame.last
             else:
