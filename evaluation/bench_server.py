@@ -8,7 +8,6 @@ the chosen TTS backend, and a protocol-level device that timestamps the first au
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 from dataclasses import replace
@@ -19,14 +18,14 @@ REPLY = "Here is a short answer. It has a second sentence too, so there is more 
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("server", help="utterance end -> first audio frame published (engine + TTS latency)")
+    p = sub.add_parser("server", help="utterance end -> first audio frame at the device (engine + TTS latency)")
     p.add_argument("--tts", default="espeak", help="TTS backend: espeak (default), piper, auto")
     p.add_argument("--runs", type=int, default=20, help="utterances to time (default 20)")
-    p.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
-    p.set_defaults(func=run)
+    p.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT")
+    p.set_defaults(func=cmd_server)
 
 
-def run(args: argparse.Namespace) -> int:
+def cmd_server(args: argparse.Namespace) -> dict[str, Any]:
     from evaluation.broker import Mosquitto
     from evaluation.openai_server import ScriptedLLMServer
     from evaluation.protocol_device import ProtocolDevice
@@ -64,7 +63,5 @@ def run(args: argparse.Namespace) -> int:
                            "min": round(latencies[0], 1)},
     }
     print(f"utterance end -> first audio frame at the device ({len(latencies)} runs, tts={args.tts}): "
-          f"p50 {result['first_audio_ms']['p50']} ms, p95 {result['first_audio_ms']['p95']} ms")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
-    return 0
+          f"p50 {result['first_audio_ms']['p50']} ms, p95 {result['first_audio_ms']['p95']} ms", flush=True)
+    return result

@@ -14,6 +14,7 @@ from typing import Any
 
 from icp import commands as C
 from icp import events as E
+from icp.classifier import is_bare_stop
 from icp.context import DEFAULT_SYSTEM_PROMPT, build_messages
 from icp.conversation import AssistantItem, Conversation, SentSegment, ThreadStatus
 from icp.dispositions import ClassifyRequest, Disposition, Hint
@@ -298,7 +299,7 @@ class Session:
         if not speaking and d in (Disposition.BRANCH, Disposition.MODIFY, Disposition.ABSORB):
             d = Disposition.NEW
         if not speaking and d is Disposition.CANCEL:
-            d = Disposition.DROP if _is_bare_stop(text) else Disposition.NEW
+            d = Disposition.DROP if is_bare_stop(text) else Disposition.NEW
         if d is Disposition.RESUME and self.conv.nearest_held(self.active_thread) is None:
             d = Disposition.NEW
         self._emit(C.DispositionApplied(utterance_id, text, classified, d, confidence, source))
@@ -328,7 +329,7 @@ class Session:
             self._stop_voice(hold=False)
             self._cancel_all_for_thread(self.active_thread)
             self.conv.threads[self.active_thread].status = ThreadStatus.CANCELLED
-        if _is_bare_stop(text):
+        if is_bare_stop(text):
             self.active_thread = None
             self._goto(S.IDLE)
         else:
@@ -619,11 +620,3 @@ class Session:
             if isinstance(entry, AssistantItem) and not entry.complete:
                 entry.complete, entry.cut = True, True
         return session
-
-
-def _is_bare_stop(text: str) -> bool:
-    try:
-        from icp.classifier import is_bare_stop
-    except ImportError:  # the classifier package is optional for the machine
-        return bool(re.fullmatch(r"\W*(stop|cancel|quiet|enough|shut up|never ?mind|forget it)\W*", text, re.I))
-    return is_bare_stop(text)

@@ -1,0 +1,69 @@
+"""The one interface every audio backend offers: a full-duplex callback, PortAudio style.
+
+The backend owns the clock. Once per buffer it calls `callback(mic, frames, times)` and plays what
+the callback returns. `times.output_dac_time` is the stream time at which the first returned sample
+reaches the DAC: the heard cursor is built on it, never on wall-clock guesses.
+
+A callback may return either the speaker PCM alone or `(pcm, spans)`, where `spans` says which
+segment samples the buffer carries (provenance). Backends that can observe the "ear" (the virtual
+card) record it; PortAudio ignores it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Protocol, Sequence, Union
+
+import numpy as np
+
+
+class StreamTimes(NamedTuple):
+    """Stream-clock times (seconds) of one callback, as PortAudio's `time_info` gives them."""
+
+    input_adc_time: float   # when the first mic sample of this buffer was captured
+    current_time: float     # when the callback ran
+    output_dac_time: float  # when the first returned speaker sample reaches the DAC
+
+
+class Span(NamedTuple):
+    """Samples `start .. start+count` of `segment`, placed at `offset` within one output buffer."""
+
+    segment: int
+    start: int
+    count: int
+    offset: int
+
+
+CallbackResult = Union[np.ndarray, tuple[np.ndarray, Sequence[Span]]]
+AudioCallback = Callable[[np.ndarray, int, StreamTimes], CallbackResult]
+
+
+class AudioBackend(Protocol):
+    """A full-duplex stream: mono int16 at `sample_rate`, `frames_per_buffer` per callback."""
+
+    sample_rate: int
+    frames_per_buffer: int
+
+    def start(self, callback: AudioCallback) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def time(self) -> float:
+        """The stream clock now (seconds), the same clock as `StreamTimes`."""
+        ...
+
+
+def split_result(result: CallbackResult, frames: int) -> tuple[np.ndarray, Sequence[Span]]:
+    """Normalise a callback's return value to exactly `frames` int16 samples plus its spans."""
+    if isinstance(result, tuple):
+        pcm, spans = result
+    else:
+        pcm, spans = result, ()
+    if pcm is None:
+        return np.zeros(frames, dtype=np.int16), ()
+    pcm = np.asarray(pcm, dtype=np.int16).reshape(-1)
+    if len(pcm) != frames:
+        fixed = np.zeros(frames, dtype=np.int16)
+        n = min(frames, len(pcm))
+        fixed[:n] = pcm[:n]
+        pcm = fixed
+    return pcm, spans

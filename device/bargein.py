@@ -1,0 +1,124 @@
+"""Barge-in: speech onset on the echo-cancelled mic while the device is speaking.
+
+The AEC alone is not enough: libspeexdsp needs seconds of speech to converge, and until then the
+residual echo is loud enough for any VAD. So a frame counts as the user's speech only when the VAD
+says speech *and* its level stands clear of the echo we expect: the cleaned RMS must exceed
+`echo_margin` x the tracked residual-echo coupling x the RMS of what the speaker just played. The
+coupling is a decaying peak of cleaned/reference over frames that did not pass, so it follows the
+canceller as it converges. Onset = `onset_frames` consecutive passing frames; its time is the start
+of the first. Pausing is the state machine's call, not ours.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from device.aec import AecSettings, EchoReference, EchoStage, make_canceller
+from device.audio.frames import Reframer
+from device.vad import OnsetDetector, SpeechOffset, SpeechOnset, Vad, VadSettings, make_vad
+
+
+@dataclass(frozen=True)
+class BargeInSettings:
+    enabled: bool = True
+    min_rms: float = 150.0            # cleaned frames quieter than this are never speech
+    echo_margin: float = 2.5          # how far (x) above the expected residual echo speech must be
+    echo_coupling_init: float = 0.5   # residual/reference ratio assumed before any tracking
+    echo_coupling_floor: float = 0.01
+    echo_decay: float = 0.98          # per-frame decay of the tracked coupling peak
+    echo_rise: float = 1.15           # per-frame cap on its growth (so a user's rising voice is not learnt as echo)
+    ref_window_ms: float = 220.0      # how far back the played reference counts (delay + reverb)
+
+
+@dataclass(frozen=True)
+class FrameDecision:
+    t: float
+    vad: float
+    rms: float
+    ref_rms: float
+    speech: bool
+
+
+class BargeInDetector:
+    """Feed echo-cancelled mic audio (any chunk size, with its stream time); get onsets."""
+
+    def __init__(self, settings: BargeInSettings, vad: Vad, onset: OnsetDetector, sample_rate: int,
+                 reference: Optional[EchoReference] = None, vad_threshold: float = 0.5) -> None:
+        self.settings = settings
+        self.vad = vad
+        self.onset = onset
+        self.sample_rate = sample_rate
+        self.reference = reference
+        self.vad_threshold = vad_threshold
+        self._framer = Reframer(vad.frame_samples, sample_rate)
+        self._frame_s = vad.frame_samples / sample_rate
+        self._coupling = settings.echo_coupling_init
+        self._window = int(round(settings.ref_window_ms / 1000 * sample_rate))
+        self.last: Optional[FrameDecision] = None
+
+    def feed(self, clean: np.ndarray, t: float) -> list[SpeechOnset | SpeechOffset]:
+        events: list[SpeechOnset | SpeechOffset] = []
+        for frame, ft in self._framer.push(clean, t):
+            ev = self.onset.update(self._decide(frame, ft), ft, self._frame_s)
+            if ev is not None:
+                events.append(ev)
+        return events
+
+    def _decide(self, frame: np.ndarray, t: float) -> bool:
+        s = self.settings
+        x = frame.astype(np.float32)
+        rms = float(np.sqrt(np.dot(x, x) / len(x)))
+        ref_rms = 0.0
+        if self.reference is not None:
+            r = self.reference.read(t + self._frame_s - self._window / self.sample_rate, self._window).astype(np.float32)
+            ref_rms = float(np.sqrt(np.dot(r, r) / len(r)))
+        p = self.vad.probability(frame) if rms >= s.min_rms else 0.0
+        loud_enough = rms >= s.min_rms and rms > s.echo_margin * self._coupling * ref_rms
+        speech = p >= self.vad_threshold and loud_enough
+        if ref_rms > s.min_rms and not speech:
+            c = self._coupling
+            self._coupling = max(min(rms / ref_rms, c * s.echo_rise), c * s.echo_decay, s.echo_coupling_floor)
+        self.last = FrameDecision(t, p, rms, ref_rms, speech)
+        return speech
+
+    @property
+    def coupling(self) -> float:
+        return self._coupling
+
+    def reset(self) -> None:
+        self.onset.reset()
+        self._framer.reset()
+
+
+class MicPath:
+    """The always-on mic chain: reference-aligned AEC, then barge-in detection on the cleaned audio.
+
+    `played()` is called with every speaker buffer and its DAC time, `capture()` with every mic
+    buffer and its ADC time; cleaned frames are also handed to `listeners` (wake word, ASR).
+    """
+
+    def __init__(self, sample_rate: int, aec: AecSettings = AecSettings(), vad: VadSettings = VadSettings(),
+                 bargein: BargeInSettings = BargeInSettings()) -> None:
+        self.sample_rate = sample_rate
+        self.reference = EchoReference(sample_rate)
+        self.echo = EchoStage(make_canceller(aec, sample_rate), self.reference, aec.ref_lead_ms)
+        self.detector = BargeInDetector(bargein, make_vad(vad, sample_rate),
+                                        OnsetDetector(vad.onset_frames, vad.offset_frames), sample_rate,
+                                        self.reference, vad.threshold)
+        self.listeners: list[Callable[[np.ndarray, float], None]] = []
+
+    def played(self, pcm: np.ndarray, dac_time: float) -> None:
+        self.echo.played(pcm, dac_time)
+
+    def capture(self, mic: np.ndarray, adc_time: float) -> list[SpeechOnset | SpeechOffset]:
+        events: list[SpeechOnset | SpeechOffset] = []
+        for clean, t in self.echo.process(mic, adc_time):
+            for listener in self.listeners:
+                listener(clean, t)
+            events.extend(self.detector.feed(clean, t))
+        return events

@@ -1,0 +1,73 @@
+"""Barge-in on the virtual card with real (espeak-ng) speech and an echo path."""
+
+import numpy as np
+import pytest
+
+from device.vad import OnsetDetector, SpeechOffset, SpeechOnset
+from tests.audio_fixtures import have_espeak
+
+needs_espeak = pytest.mark.skipif(not have_espeak(), reason="espeak-ng and sox needed")
+
+
+def test_onset_detector_needs_consecutive_frames():
+    det = OnsetDetector(onset_frames=3, offset_frames=2)
+    seq = [1, 1, 0, 1, 1, 1, 1, 0, 0, 1]
+    evs = [det.update(bool(s), i * 0.02, 0.02) for i, s in enumerate(seq)]
+    assert evs[5] == SpeechOnset(pytest.approx(0.06))
+    assert evs[8] == SpeechOffset(pytest.approx(0.14))
+    assert [e for e in evs if e is not None] == [evs[5], evs[8]]
+
+
+def test_echo_reference_is_read_on_the_mic_timeline():
+    from device.aec import EchoReference
+
+    ref = EchoReference(16000, seconds=1.0)
+    pcm = np.arange(1, 641, dtype=np.int16)
+    ref.write(pcm[:320], 0.12)
+    ref.write(pcm[320:], 0.14)
+    assert np.array_equal(ref.read(0.12, 640), pcm)
+    assert not ref.read(0.10, 320).any()
+    assert np.array_equal(ref.read(0.11, 320)[160:], pcm[:160])
+
+
+@needs_espeak
+def test_speex_aec_suppresses_echo():
+    from device.aec import AecSettings, erle_db, make_canceller
+    from tests.audio_fixtures import speech
+
+    sp = speech("Transformers are a kind of neural network that learns which words to pay attention to, "
+                "and this sentence keeps going so that the filter converges.")
+    aec = make_canceller(AecSettings(), 16000)
+    echo = np.zeros(len(sp))
+    echo[480:] = 0.3 * sp[:-480]
+    mic = echo.astype(np.int16)
+    n = aec.frame_samples
+    out = np.concatenate([aec.process(mic[i : i + n], sp[i : i + n]) for i in range(0, len(sp) - n, n)])
+    half = len(out) // 2
+    assert erle_db(mic[half : len(out)], out[half:]) > 20
+
+
+@needs_espeak
+@pytest.mark.parametrize("gain", [0.1, 0.3, 0.5])
+def test_own_voice_does_not_barge_in_and_user_speech_does(gain):
+    from evaluation.bench import AGENT_TEXTS, USER_TEXTS, bargein_trial, synth
+
+    agent = synth(AGENT_TEXTS[0])
+    echo_only = bargein_trial(agent, None, None, gain)
+    assert echo_only.onset_at is None
+    user = synth(USER_TEXTS[0], voice="en-gb+m3", speed=170)
+    trial = bargein_trial(agent, user, 3.0, gain)
+    assert trial.onset_at is not None and 3.0 - 0.02 <= trial.onset_at <= 3.2
+    # onset (3 x 20 ms frames) + one buffer + 100 ms output latency, plus the voice's attack
+    assert trial.stop_ms is not None and trial.stop_ms <= 320
+
+
+@pytest.mark.slow
+@needs_espeak
+def test_bargein_suite():
+    from evaluation.bench import bargein_suite, summarize_bargein
+
+    s = summarize_bargein(bargein_suite())
+    assert s["false_bargeins_on_echo"] == 0
+    assert s["missed"] <= 2
+    assert s["pause_latency_ms"]["p95"] <= 350
