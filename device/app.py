@@ -5,6 +5,20 @@ thread queues validated down messages (audio goes straight into the thread-safe 
 `process()` drains both, turns what happened into machine events and executes the machine's
 commands. Under a real sound card `serve()` calls it every few ms; under the virtual card a harness
 calls `step()`/`run()` and everything happens in simulated time, in order, deterministically.
+
+Optional parts, each off unless its config section turns it on (a `DeviceConfig()` built in code is
+the cheap text-mode device the evaluation harness drives):
+
+- `[wakeword] enabled`: openwakeword on the echo-cancelled mic while idle (and while speaking with
+  `while_speaking`), in the device loop (a few ms per 80 ms frame).
+- `[asr] backend`: a recogniser on a worker thread (`device.recognizer.AsrWorker`); the machine
+  opens and closes captures, the loop streams the cleaned mic audio (with pre-roll) into it.
+- `[gpio] enabled`: the orb follows `orb_state()`; buttons become machine events.
+- `[telemetry] interval_s`: `telemetry` messages; `event` messages go out at wakes and dispositions.
+
+Dashboard commands (`down/mute`, `down/restart`) arrive as `DashboardCommand`s. A restart stops the
+loop and sets `restart_requested`; `segue-device` then exits with `[device] restart_exit_code` (systemd
+starts it again) or re-executes itself.
 """
 
 from __future__ import annotations
@@ -13,7 +27,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -22,10 +36,13 @@ from device.audio.base import AudioBackend, StreamTimes
 from device.audio.virtual import VirtualCard, VirtualCardSettings
 from device.bargein import MicPath
 from device.config import AudioSettings, DeviceConfig
+from device.dashboard import DashboardCommand
 from device.playback import ChunkResult, Idle, Playback, PlaybackSettings, SegmentEnded, SegmentInfo, SegmentsDropped
+from device.telemetry import TelemetryCounters
 from device.vad import SpeechOffset, SpeechOnset
-from icp.messages import (AudioFrame, Capability, Control, Cursor, DeviceState, DeviceStatus, EngineState, Envelope,
-                          Hello, Interrupt, PlaybackEvent, PlaybackReport, Segment, Utterance, Wake, WakeSource)
+from icp.messages import (AudioFrame, Capability, Control, Cursor, DeviceEvent, DeviceState, DeviceStatus,
+                          EngineState, Envelope, EventType, Hello, Interrupt, PlaybackEvent, PlaybackReport, Segment,
+                          Utterance, Wake, WakeSource)
 
 log = logging.getLogger(__name__)
 
@@ -45,22 +62,69 @@ def make_backend(audio: AudioSettings) -> AudioBackend:
 
 
 class DeviceApp:
-    def __init__(self, config: DeviceConfig, backend: Optional[AudioBackend] = None, connect: bool = True) -> None:
+    def __init__(self, config: DeviceConfig, backend: Optional[AudioBackend] = None, connect: bool = True, *,
+                 wakeword=None, asr=None, gpio_pin_factory=None) -> None:
+        """`wakeword` / `asr`: prebuilt detector / recogniser (tests share loaded models); otherwise
+        they are built from `[wakeword]` / `[asr]` when enabled. `gpio_pin_factory`: gpiozero's (mock)."""
         self.config = config
         self.backend = backend or make_backend(config.audio)
         sr = self.backend.sample_rate
         self.playback = Playback(PlaybackSettings(sample_rate=sr))
         self.mic = MicPath(sr, config.aec, config.vad, config.bargein)
-        self.machine = m.Machine(m.MachineSettings(config.machine.heartbeat_s, config.bargein.enabled,
-                                                   config.machine.listen_timeout_s))
         self._mic_q: deque[tuple[np.ndarray, float]] = deque(maxlen=500)
         self._down_q: deque = deque()
         self._link_q: deque[m.Event] = deque()
+        self._gpio_q: deque = deque()
+        self._pending: list[m.Event] = []  # events raised by mic listeners, dispatched after the buffer
         self._pause_cursor: Optional[Cursor] = None
         self._held_threads = 0
         self._now = 0.0
         self._stop = threading.Event()
+        self._stopped = False
         self.sent: deque[object] = deque(maxlen=1000)  # bodies published (or that would have been, offline)
+        self.restart_requested = False
+        self.on_restart: Optional[Callable[[], None]] = None  # called when a restart is requested
+        self.errors: list[str] = []  # component failures (the orb shows `error`)
+        self.telemetry = TelemetryCounters(config.telemetry.thermal_path)
+        self._next_telemetry: Optional[float] = None
+        self._was_online = False
+
+        # wake word (optional)
+        self.wakeword = wakeword
+        if self.wakeword is None and config.wakeword.enabled:
+            self.wakeword = _build_wakeword(config)
+        self._wake_last_t: Optional[float] = None
+        # ASR (optional): the model loads on the worker thread
+        self.asr = None
+        if asr is not None or config.asr.enabled:
+            from device.recognizer import AsrWorker
+
+            self.asr = AsrWorker((lambda: asr) if asr is not None else (lambda: _build_asr(config)))
+        self._capturing: Optional[str] = None
+        # Simulated time waits for the recogniser (as for a user whose words take no time to
+        # recognise) on a virtual card not paced by the wall clock; real time never waits.
+        self.asr_lockstep = isinstance(self.backend, VirtualCard) and not self.backend.realtime
+        self._ring: deque[tuple[float, np.ndarray]] = deque()
+        self._ring_s = max(0.5, config.asr.preroll_ms / 1000 + 0.2)
+        if (self.wakeword is not None or self.asr is not None) and sr != 16000:
+            raise ValueError("the wake word and ASR models need a 16 kHz sample rate")
+        if self.wakeword is not None or self.asr is not None:
+            self.mic.listeners.append(self._on_clean)
+
+        mc, a = config.machine, config.asr
+        self.machine = m.Machine(m.MachineSettings(
+            mc.heartbeat_s, config.bargein.enabled, mc.listen_timeout_s, asr=self.asr is not None,
+            wake_while_speaking=self.wakeword is not None and config.wakeword.while_speaking,
+            end_silence_s=a.end_silence_ms / 1000, max_utterance_s=a.max_utterance_s,
+            min_speech_s=a.min_speech_ms / 1000, preroll_s=a.preroll_ms / 1000))
+
+        # GPIO (optional)
+        self.gpio = None
+        if config.gpio.enabled:
+            from device.gpio import Gpio
+
+            self.gpio = Gpio(_gpio_settings(config), self._gpio_q.append, pin_factory=gpio_pin_factory)
+
         self.link = None
         if connect:
             from device.mqtt import DeviceLink
@@ -71,18 +135,33 @@ class DeviceApp:
 
     # ---- lifecycle ----
     def start(self) -> None:
+        if self.asr is not None:
+            self.asr.start()
         self.backend.start(self._audio)
         if self.link is not None:
             self.link.start()
+        self._update_orb()
+
+    def request_stop(self) -> None:
+        """Make `serve()` return (safe from a signal handler); then call `stop()`."""
+        self._stop.set()
 
     def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         self._stop.set()
         self.backend.stop()
         if self.link is not None:
             self.link.stop()
+        if self.asr is not None:
+            self.asr.stop()
+        if self.gpio is not None:
+            self.gpio.close()
+            self.gpio = None
 
     def serve(self, poll_s: float = 0.005) -> None:
-        """Real-time loop: process queued audio and messages until `stop()`."""
+        """Real-time loop: process queued audio and messages until `stop()` (or a restart request)."""
         while not self._stop.is_set():
             if isinstance(self.backend, VirtualCard):
                 self.step()
@@ -93,8 +172,21 @@ class DeviceApp:
     # ---- harness API (virtual card) ----
     def step(self) -> None:
         assert isinstance(self.backend, VirtualCard), "step() needs the virtual card"
+        if self.asr is not None and self.asr_lockstep:
+            self.wait_for_asr()
         self.backend.step()
         self.process()
+
+    def wait_for_asr(self, timeout_s: float = 60.0) -> bool:
+        """Block (wall time) until the recogniser has caught up; True if it did."""
+        if self.asr is None:
+            return True
+        end = time.monotonic() + timeout_s
+        while self.asr.busy or not self.asr.ready.is_set():
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.0005)
+        return True
 
     def run(self, seconds: float) -> None:
         assert isinstance(self.backend, VirtualCard)
@@ -124,9 +216,27 @@ class DeviceApp:
     def wake(self, source: str = "button") -> None:
         self._dispatch(m.WakeDetected(source))
 
+    def talk(self) -> None:
+        """The talk button, short press (as if pressed now)."""
+        self._dispatch(m.TalkPressed(self._now))
+
+    def cancel(self) -> None:
+        """The talk button held (cancel)."""
+        self._dispatch(m.CancelPressed(self._now))
+
+    def set_muted(self, muted: bool) -> None:
+        self._dispatch(m.MuteSet(muted))
+        if self.gpio is not None:
+            self.gpio.set_muted(self.machine.muted)
+
     @property
     def state(self) -> m.State:
         return self.machine.state
+
+    @property
+    def asr_busy(self) -> bool:
+        """The recogniser has work queued or running (simulated time may wait for it)."""
+        return self.asr is not None and (self.asr.busy or bool(self.asr.results))
 
     # ---- the audio callback: cheap, decides nothing ----
     def _audio(self, mic: np.ndarray, frames: int, times: StreamTimes):
@@ -135,6 +245,31 @@ class DeviceApp:
         self._mic_q.append((mic.copy(), times.input_adc_time))
         return pcm, spans
 
+    # ---- mic listeners (device loop thread, inside mic.capture) ----
+    def _on_clean(self, clean: np.ndarray, t: float) -> None:
+        if self.machine.muted:  # no microphone audio leaves the device: no wake word, no ASR
+            self._ring.clear()
+            self._wake_last_t = None
+            return
+        self._ring.append((t, clean))
+        while self._ring and self._ring[0][0] < t - self._ring_s:
+            self._ring.popleft()
+        if self.wakeword is not None and self._wake_listening():
+            gap = self._wake_last_t is None or t - self._wake_last_t > 0.2
+            if gap:
+                self.wakeword.reset()  # stale model state from before the pause
+            self._wake_last_t = t + len(clean) / self.backend.sample_rate
+            det = self.wakeword.feed(clean)
+            if det is not None:
+                log.info("wake word %s (score %.2f)", det.model, det.score)
+                self._pending.append(m.WakeDetected("wake_word", round(min(1.0, max(0.0, float(det.score))), 4)))
+        if self._capturing is not None and self.asr is not None:
+            self.asr.feed(self._capturing, clean)
+
+    def _wake_listening(self) -> bool:
+        st = self.machine.state
+        return st == m.State.IDLE or (st == m.State.SPEAKING and self.config.wakeword.while_speaking)
+
     # ---- the device loop ----
     def process(self) -> None:
         self._now = self.backend.time()
@@ -142,21 +277,56 @@ class DeviceApp:
             self._dispatch(self._link_q.popleft())
         while self._down_q:
             self._apply_down(self._down_q.popleft())
+        while self._gpio_q:
+            self._apply_gpio(self._gpio_q.popleft())
+        if self.asr is not None:
+            while self.asr.results:
+                self._dispatch(self.asr.results.popleft())
         while self._mic_q:
             pcm, t = self._mic_q.popleft()
-            for ev in self.mic.capture(pcm, t):
+            vad = self.mic.capture(pcm, t)
+            pending, self._pending = self._pending, []
+            for ev in pending:
+                self._dispatch(ev)
+            for ev in vad:
                 if isinstance(ev, SpeechOnset):
                     self._dispatch(m.SpeechStarted(ev.at))
                 elif isinstance(ev, SpeechOffset):
                     self._dispatch(m.SpeechEnded(ev.at))
         for pev in self.playback.poll_events(self._now):
             if isinstance(pev, SegmentEnded):
+                self.telemetry.report_lag(self._now - pev.at)
                 self._dispatch(m.SegmentFinished(pev.segment, pev.samples))
             elif isinstance(pev, Idle):
+                self.telemetry.report_lag(self._now - pev.at)
                 self._dispatch(m.PlaybackIdle())
             elif isinstance(pev, SegmentsDropped) and pev.reason == "gap":
                 self._dispatch(m.SegmentsDropped(pev.reason))
         self._dispatch(m.Tick())
+        self._maybe_telemetry()
+        self._update_orb()
+
+    def _maybe_telemetry(self) -> None:
+        online = self.machine.online
+        if online and not self._was_online:
+            self._next_telemetry = self._now  # a fresh connection gets the numbers at once
+        self._was_online = online
+        iv = self.config.telemetry.interval_s
+        if iv <= 0 or not online or self._next_telemetry is None or self._now < self._next_telemetry:
+            return
+        self._next_telemetry = self._now + iv
+        take = getattr(self.link, "take_rtt_ms", None)
+        self._send(self.telemetry.snapshot(take() if take else None), qos=0)
+
+    def _apply_gpio(self, ev) -> None:
+        from device.gpio import CancelHint, MuteToggled, TalkPressed
+
+        if isinstance(ev, MuteToggled):
+            self._dispatch(m.MuteSet(ev.muted))
+        elif isinstance(ev, TalkPressed):
+            self._dispatch(m.TalkPressed(self._now))
+        elif isinstance(ev, CancelHint):
+            self._dispatch(m.CancelPressed(self._now))
 
     def _apply_down(self, down) -> None:
         if isinstance(down, AudioFrame):
@@ -164,18 +334,27 @@ class DeviceApp:
             if res not in (ChunkResult.ACCEPTED, ChunkResult.DUPLICATE):
                 log.warning("audio frame for segment %d at %d: %s", down.segment, down.offset, res.value)
             return
+        if isinstance(down, DashboardCommand):
+            log.info("dashboard: %s %s", down.command, down.value)
+            if down.command == "mute":
+                self.set_muted(down.value == "ON")
+            elif down.command == "restart":
+                self._dispatch(m.RestartRequested())
+            return
         body = down.body if isinstance(down, Envelope) else down
         if isinstance(body, Segment):
             info = SegmentInfo(body.segment, body.samples, body.words, body.bridge_words, body.sample_rate,
-                               body.item, body.thread, body.text)
+                               body.item, body.thread, body.text, prev=body.prev)
             if self.playback.add_segment(info):
                 self._dispatch(m.SegmentQueued(body.segment))
         elif isinstance(body, Control):
             self._dispatch(m.ControlReceived(str(body.action), body.reason))
         elif isinstance(body, EngineState):
             self._held_threads = body.held_threads
+            self._dispatch(m.EngineStateReceived(str(body.state), body.held_threads))
 
     def _dispatch(self, event: m.Event) -> None:
+        self._pause_cursor = None
         for cmd in self.machine.handle(event, self._now):
             self._execute(cmd)
 
@@ -194,11 +373,15 @@ class DeviceApp:
             pb.flush()
             pb.poll_events()  # the flush is reported by the machine's own `flushed`
         elif isinstance(cmd, m.SendInterrupt):
+            self.telemetry.interrupts_sent += 1
             self._send(Interrupt(cmd.utterance_id, self._pause_cursor, max(0.0, cmd.onset_s * 1000), cmd.hint))
         elif isinstance(cmd, m.SendUtterance):
-            self._send(Utterance(cmd.utterance_id, cmd.final, cmd.text, None, cmd.hint))
+            self._send(Utterance(cmd.utterance_id, cmd.final, cmd.text[:2000], _words(cmd.words), cmd.hint))
         elif isinstance(cmd, m.SendWake):
             self._send(Wake(WakeSource(cmd.source), cmd.score))
+        elif isinstance(cmd, m.SendEvent):
+            self.telemetry.event(cmd.event_type)
+            self._send(DeviceEvent(EventType(cmd.event_type)), qos=0)
         elif isinstance(cmd, m.SendPlayback):
             cursor = Cursor(*cmd.cursor) if cmd.cursor else self._cursor_now()
             report = PlaybackReport(PlaybackEvent(cmd.event), cursor, pb.queued_ms(self._now), self._now * 1000)
@@ -207,10 +390,124 @@ class DeviceApp:
             status = DeviceStatus.MUTED if cmd.muted else DeviceStatus(cmd.state.value)
             self._send(DeviceState(status, cmd.muted, self._held_threads), retain=True)
         elif isinstance(cmd, m.SendHello):
-            caps = (Capability.AEC, Capability.VAD) if self.config.aec.backend != "none" else (Capability.VAD,)
-            self._send(Hello(self.backend.sample_rate, caps, self.config.device.software))
+            self._send(Hello(self.backend.sample_rate, self.capabilities(), self.config.device.software))
+        elif isinstance(cmd, m.StartCapture):
+            self._start_capture(cmd.utterance_id, cmd.from_s)
+        elif isinstance(cmd, m.FinishCapture):
+            if self.asr is not None:
+                self.asr.finish(cmd.utterance_id)
+            if self._capturing == cmd.utterance_id:
+                self._capturing = None
+        elif isinstance(cmd, m.CancelCapture):
+            if self.asr is not None:
+                self.asr.cancel(cmd.utterance_id)
+            if self._capturing == cmd.utterance_id:
+                self._capturing = None
+        elif isinstance(cmd, m.Restart):
+            log.warning("restart requested")
+            self.restart_requested = True
+            self._stop.set()
+            if self.on_restart is not None:
+                self.on_restart()
+
+    def _start_capture(self, uid: str, from_s: float) -> None:
+        if self.asr is None:
+            return
+        self.asr.begin(uid)
+        self._capturing = uid
+        sr = self.backend.sample_rate
+        for t, pcm in self._ring:  # pre-roll: the audio since `from_s` the mic path already cleaned
+            end = t + len(pcm) / sr
+            if end <= from_s:
+                continue
+            skip = max(0, int(round((from_s - t) * sr)))
+            if skip < len(pcm):
+                self.asr.feed(uid, pcm[skip:])
+
+    def capabilities(self) -> tuple[Capability, ...]:
+        caps = []
+        if self.wakeword is not None:
+            caps.append(Capability.WAKE)
+        if self.asr is not None:
+            caps.append(Capability.ASR)
+        if self.config.aec.backend != "none":
+            caps.append(Capability.AEC)
+        caps.append(Capability.VAD)
+        if self.gpio is not None:
+            if self.gpio.orb is not None:
+                caps.append(Capability.GPIO)
+            if self.gpio.mute_button is not None or self.gpio.talk_button is not None:
+                caps.append(Capability.BUTTON)
+        return tuple(caps)
+
+    # ---- the orb ----
+    def orb_state(self) -> str:
+        """What the orb shows: error > offline > muted > the device state (idle with held threads:
+        branch_held). Values are `device.gpio.OrbState` names."""
+        if self.errors or (self.asr is not None and self.asr.error):
+            return "error"
+        if self.link is not None and not self.machine.online:
+            return "offline"
+        if self.machine.muted:
+            return "muted"
+        st = self.machine.state
+        if st in (m.State.LISTENING, m.State.PAUSED):
+            return "listening"
+        if st == m.State.THINKING:
+            return "thinking"
+        if st == m.State.SPEAKING:
+            return "speaking"
+        return "branch_held" if self._held_threads > 0 else "idle"
+
+    def _update_orb(self) -> None:
+        if self.gpio is not None:
+            self.gpio.set_orb(self.orb_state())
 
     def _send(self, body, qos: int = 1, retain: bool = False) -> None:
         self.sent.append(body)
         if self.link is not None and self.machine.online:
             self.link.send(body, qos=qos, retain=retain)
+
+
+def _words(words) -> Optional[tuple]:
+    if not words:
+        return None
+    return tuple(words)[:400]
+
+
+def _build_wakeword(config: DeviceConfig):
+    from pathlib import Path
+
+    from device.wakeword import WakeWordDetector, WakeWordSettings
+
+    w = config.wakeword
+    return WakeWordDetector(WakeWordSettings(models=tuple(w.models), threshold=w.threshold,
+                                             refractory_s=w.refractory_s,
+                                             model_dir=Path(w.model_dir) if w.model_dir else None,
+                                             onnx_threads=w.onnx_threads))
+
+
+def _build_asr(config: DeviceConfig):
+    from pathlib import Path
+
+    from device.asr import ASRSettings, WhisperSettings, create_asr
+    from device.models import ModelSettings
+
+    a = config.asr
+    lang = a.language.lower()
+    models = ModelSettings(models_dir=Path(a.models_dir) if a.models_dir else None,
+                           vosk_models={lang: Path(a.vosk_model)} if a.vosk_model else {},
+                           whisper_model=Path(a.whisper_model) if a.whisper_model else None)
+    whisper = WhisperSettings(cpu_threads=a.whisper_threads, partials=a.partials,
+                              partial_interval_s=a.partial_interval_s)
+    return create_asr(a.backend, ASRSettings(language=lang, models=models, whisper=whisper))
+
+
+def _gpio_settings(config: DeviceConfig):
+    from device.gpio import GpioSettings
+
+    g = config.gpio
+    return GpioSettings(orb_pins=tuple(g.orb_pins) if g.orb_pins else None, orb_active_high=g.orb_active_high,
+                        orb_pwm=g.orb_pwm, orb_brightness=g.orb_brightness, mute_pin=g.mute_pin,
+                        talk_pin=g.talk_pin, button_pull_up=g.button_pull_up, bounce_time_s=g.bounce_time_s,
+                        hold_time_s=g.hold_time_s)

@@ -1,13 +1,25 @@
 """Device settings: one TOML file, frozen dataclasses, every field with a default.
 
-    [mqtt]     host, port, username, password, ca, cert, key, topic_root, keepalive_s
-    [device]   id, software
+    [mqtt]     host, port, username, password, ca, cert, key, client_id, topic_root, keepalive_s
+    [device]   id, software, restart ("exit" | "exec"), restart_exit_code
     [audio]    backend ("portaudio" | "virtual"), sample_rate, buffer_ms, input_device, output_device,
                plus the virtual card's output_latency_ms, jitter_ms, echo_gain, echo_delay_ms, seed
     [aec]      backend ("speex" | "webrtc" | "none"), frame_ms, filter_ms, ref_lead_ms
     [vad]      backend ("webrtc" | "silero"), aggressiveness, frame_ms, threshold, onset_frames, offset_frames
     [bargein]  enabled, min_rms, echo_margin
     [machine]  heartbeat_s, listen_timeout_s
+    [wakeword] enabled, models, threshold, refractory_s, model_dir, while_speaking, onnx_threads
+    [asr]      backend ("none" | "auto" | "vosk" | "faster-whisper"), language, models_dir, vosk_model,
+               whisper_model, whisper_threads, partials, partial_interval_s, end_silence_ms,
+               max_utterance_s, min_speech_ms, preroll_ms
+    [gpio]     enabled, orb_pins, orb_active_high, orb_pwm, orb_brightness, mute_pin, talk_pin,
+               button_pull_up, bounce_time_s, hold_time_s
+    [telemetry] interval_s, thermal_path
+    [claim]    bundle, serial, serial_file, credential, timeout_s, host
+
+Everything added for the Pi (wake word, ASR, GPIO, claim) is off by default, so a `DeviceConfig()`
+built in code (the evaluation harness, tests) is the cheap text-mode device; a Pi's
+/etc/segue/device.toml turns them on (see device/example.toml). Telemetry is on (every 30 s; cheap).
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ class MqttSettings:
     ca: Optional[str] = None      # CA file: enables TLS
     cert: Optional[str] = None    # client certificate (TLS client auth)
     key: Optional[str] = None
+    client_id: Optional[str] = None  # MQTT client id; default "segue-<device id>"
     topic_root: str = "segue"
     keepalive_s: int = 30
     reconnect_min_s: float = 1.0
@@ -43,6 +56,8 @@ class MqttSettings:
 class DeviceIdentity:
     id: str = "dev1"
     software: str = "segue-device 0.1"
+    restart: str = "exit"        # down/restart: "exit" (with restart_exit_code; systemd starts it again) | "exec"
+    restart_exit_code: int = 75  # EX_TEMPFAIL
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,70 @@ class MachineConfig:
 
 
 @dataclass(frozen=True)
+class WakeWordConfig:
+    enabled: bool = False
+    models: tuple[str, ...] = ("hey_jarvis",)  # names in model_dir, or .onnx paths
+    threshold: float = 0.5
+    refractory_s: float = 2.0                  # audio time after a detection with no other
+    model_dir: Optional[str] = None            # default: device.models.openwakeword_dir()
+    while_speaking: bool = False               # also listen while speaking (a wake then interrupts)
+    onnx_threads: int = 1
+
+
+ASR_BACKENDS = ("none", "auto", "vosk", "faster-whisper", "whisper")
+
+
+@dataclass(frozen=True)
+class AsrConfig:
+    backend: str = "none"              # none (text mode) | auto | vosk | faster-whisper
+    language: str = "en"
+    models_dir: Optional[str] = None   # default $SEGUE_MODELS_DIR or models/
+    vosk_model: Optional[str] = None   # a vosk model dir for `language`
+    whisper_model: Optional[str] = None  # a faster-whisper (CTranslate2) model dir; default bundled tiny.en
+    whisper_threads: int = 2
+    partials: bool = True
+    partial_interval_s: float = 1.0    # faster-whisper: audio between partial re-transcriptions
+    end_silence_ms: float = 700.0      # silence after speech that ends the utterance
+    max_utterance_s: float = 15.0
+    min_speech_ms: float = 300.0       # speech still going at the wake shorter than this is its tail
+    preroll_ms: float = 300.0          # audio before the onset handed to the recogniser
+
+    @property
+    def enabled(self) -> bool:
+        return self.backend != "none"
+
+
+@dataclass(frozen=True)
+class GpioConfig:
+    enabled: bool = False
+    orb_pins: Optional[tuple[int, int, int]] = (17, 27, 22)  # BCM red, green, blue; [] or none: no orb
+    orb_active_high: bool = True
+    orb_pwm: bool = True
+    orb_brightness: float = 1.0
+    mute_pin: Optional[int] = 23   # -1: no mute button
+    talk_pin: Optional[int] = 24   # -1: no talk button
+    button_pull_up: bool = True
+    bounce_time_s: Optional[float] = 0.02
+    hold_time_s: float = 1.0       # talk button held this long: cancel
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    interval_s: float = 30.0       # 0: no telemetry
+    thermal_path: str = "/sys/class/thermal/thermal_zone0/temp"
+
+
+@dataclass(frozen=True)
+class ClaimConfig:
+    bundle: Optional[str] = None       # the factory claim bundle; None: no claim enrollment
+    serial: Optional[str] = None       # else serial_file, else the bundle's [claim] serial, else the Pi's serial
+    serial_file: Optional[str] = None
+    credential: str = "/var/lib/segue/device.toml"  # own credential: written by the claim, read at start
+    timeout_s: float = 20.0
+    host: Optional[str] = None         # override the broker host the fleet names
+
+
+@dataclass(frozen=True)
 class DeviceConfig:
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     device: DeviceIdentity = field(default_factory=DeviceIdentity)
@@ -75,6 +154,23 @@ class DeviceConfig:
     vad: VadSettings = field(default_factory=VadSettings)
     bargein: BargeInSettings = field(default_factory=BargeInSettings)
     machine: MachineConfig = field(default_factory=MachineConfig)
+    wakeword: WakeWordConfig = field(default_factory=WakeWordConfig)
+    asr: AsrConfig = field(default_factory=AsrConfig)
+    gpio: GpioConfig = field(default_factory=GpioConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    claim: ClaimConfig = field(default_factory=ClaimConfig)
+
+
+def _check(cfg: DeviceConfig) -> DeviceConfig:
+    if cfg.asr.backend not in ASR_BACKENDS:
+        raise ValueError(f"[asr] backend must be one of {', '.join(ASR_BACKENDS)}, got {cfg.asr.backend!r}")
+    if cfg.device.restart not in ("exit", "exec"):
+        raise ValueError(f"[device] restart must be exit or exec, got {cfg.device.restart!r}")
+    if (cfg.wakeword.enabled or cfg.asr.enabled) and cfg.audio.sample_rate != 16000:
+        raise ValueError("the wake word and ASR models need [audio] sample_rate = 16000")
+    if cfg.telemetry.interval_s < 0:
+        raise ValueError("[telemetry] interval_s must be >= 0")
+    return cfg
 
 
 def _section(cls: type, data: dict[str, Any], name: str) -> Any:
@@ -84,6 +180,9 @@ def _section(cls: type, data: dict[str, Any], name: str) -> Any:
         raise ValueError(f"[{name}]: unknown setting(s) {', '.join(sorted(unknown))}")
     if cls is VadSettings and data.get("silero_model"):
         data = {**data, "silero_model": Path(data["silero_model"])}
+    data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    if cls is GpioConfig:  # TOML has no null: [] / -1 switch a part off
+        data = {k: (None if v in ((), -1) else v) for k, v in data.items()}
     return cls(**data)
 
 
@@ -96,7 +195,7 @@ def from_dict(doc: dict[str, Any]) -> DeviceConfig:
     for name, f in sections.items():
         cls = f.default_factory  # type: ignore[misc]
         kw[name] = _section(cls, dict(doc.get(name, {})), name)
-    return DeviceConfig(**kw)
+    return _check(DeviceConfig(**kw))
 
 
 def load(path: Optional[str | Path]) -> DeviceConfig:

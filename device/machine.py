@@ -1,9 +1,18 @@
 """The device's own state machine: events in, commands out, time passed in. No I/O here.
 
-It is the one place on the device that decides. Callbacks (audio, MQTT, wake word, ASR) turn what
-happened into an event; the app executes the commands that come back. The decision that matters
-most: speech onset while speaking -> pause locally at once and report `interrupt` (the app fills in
-the exact cursor that `pause` returns), without waiting for the engine.
+It is the one place on the device that decides. Callbacks (audio, MQTT, wake word, ASR, buttons)
+turn what happened into an event; the app executes the commands that come back. The decision that
+matters most: speech onset while speaking -> pause locally at once and report `interrupt` (the app
+fills in the exact cursor that `pause` returns), without waiting for the engine.
+
+Listening with a recogniser (`MachineSettings.asr`): the machine opens a *capture* (the app streams
+echo-cancelled mic audio into the ASR worker) after a wake, a talk press, a barge-in onset, or an
+onset while the engine listens for a follow-up, and closes it when the user has stopped talking
+(`end_silence_s` after the VAD's speech offset) or after `max_utterance_s`. Partials and the final
+come back as `AsrPartial` / `AsrFinal` events and leave as `utterance` messages. Without a
+recogniser (text mode: the evaluation harness), `TextHeard` plays that role and no capture opens.
+
+Mute: no wake, no capture, no barge-in while muted (the app also stops feeding the models).
 """
 
 from __future__ import annotations
@@ -20,6 +29,16 @@ class State(str, Enum):
     SPEAKING = "speaking"
     PAUSED = "paused"
     MUTED = "muted"
+
+
+# How the engine's `control.reason` names the disposition it applied (icp/machine.py):
+# resume "ABSORB"; flush "HOLD" (a BRANCH holds its thread); flush "STOP" (MODIFY or CANCEL: the
+# engine's reason does not tell them apart, so the device counts STOP as CANCEL). A reason that
+# names a disposition outright is taken as it is.
+DISPOSITION_OF_REASON = {
+    "ABSORB": "ABSORB", "BRANCH": "BRANCH", "HOLD": "BRANCH", "MODIFY": "MODIFY", "CANCEL": "CANCEL",
+    "STOP": "CANCEL",
+}
 
 
 # ---- events ----
@@ -45,6 +64,38 @@ class TextHeard:
     text: str
     final: bool
     hint: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class AsrPartial:
+    """The recogniser's hypothesis so far for capture `utterance_id`."""
+    utterance_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class AsrFinal:
+    utterance_id: str
+    text: str
+    words: tuple = ()  # icp.words.WordTiming, ms from the capture's first sample
+
+
+@dataclass(frozen=True)
+class AsrFailed:
+    utterance_id: str
+    error: str
+
+
+@dataclass(frozen=True)
+class TalkPressed:
+    """The talk button, short press."""
+    at: float
+
+
+@dataclass(frozen=True)
+class CancelPressed:
+    """The talk button held: the user wants the current reply (or turn) cancelled."""
+    at: float
 
 
 @dataclass(frozen=True)
@@ -75,6 +126,12 @@ class ControlReceived:
 
 
 @dataclass(frozen=True)
+class EngineStateReceived:
+    state: str
+    held_threads: int = 0
+
+
+@dataclass(frozen=True)
 class LinkUp:
     pass
 
@@ -90,12 +147,18 @@ class MuteSet:
 
 
 @dataclass(frozen=True)
+class RestartRequested:
+    pass
+
+
+@dataclass(frozen=True)
 class Tick:
     pass
 
 
-Event = Union[SpeechStarted, SpeechEnded, WakeDetected, TextHeard, SegmentQueued, SegmentFinished, PlaybackIdle,
-              SegmentsDropped, ControlReceived, LinkUp, LinkDown, MuteSet, Tick]
+Event = Union[SpeechStarted, SpeechEnded, WakeDetected, TextHeard, AsrPartial, AsrFinal, AsrFailed, TalkPressed,
+              CancelPressed, SegmentQueued, SegmentFinished, PlaybackIdle, SegmentsDropped, ControlReceived,
+              EngineStateReceived, LinkUp, LinkDown, MuteSet, RestartRequested, Tick]
 
 
 # ---- commands ----
@@ -127,6 +190,7 @@ class SendUtterance:
     text: str
     final: bool
     hint: Optional[str] = None
+    words: Optional[tuple] = None  # word timings of a recognised final
 
 
 @dataclass(frozen=True)
@@ -152,8 +216,38 @@ class SendHello:
     pass
 
 
+@dataclass(frozen=True)
+class SendEvent:
+    """A dashboard `event`: `wake`, `interrupt_branch`, `interrupt_modify`, ..."""
+    event_type: str
+
+
+@dataclass(frozen=True)
+class StartCapture:
+    """Stream mic audio from stream time `from_s` on (pre-roll included) into the recogniser."""
+    utterance_id: str
+    from_s: float
+
+
+@dataclass(frozen=True)
+class FinishCapture:
+    """The user has finished: run the final pass; an `AsrFinal` will follow."""
+    utterance_id: str
+
+
+@dataclass(frozen=True)
+class CancelCapture:
+    """Drop the capture; no result is wanted."""
+    utterance_id: str
+
+
+@dataclass(frozen=True)
+class Restart:
+    """Restart the process cleanly (dashboard `down/restart`)."""
+
+
 Command = Union[PausePlayback, ResumePlayback, FlushPlayback, SendInterrupt, SendUtterance, SendWake,
-                SendPlayback, SendState, SendHello]
+                SendPlayback, SendState, SendHello, SendEvent, StartCapture, FinishCapture, CancelCapture, Restart]
 
 
 @dataclass(frozen=True)
@@ -161,6 +255,12 @@ class MachineSettings:
     heartbeat_s: float = 1.0        # playback heartbeats while speaking or paused
     bargein: bool = True            # speech onset while speaking pauses and interrupts
     listen_timeout_s: float = 8.0   # listening with no speech falls back to idle
+    asr: bool = False               # a recogniser is wired in: open captures (else text mode)
+    wake_while_speaking: bool = False  # a wake word while speaking interrupts like a barge-in
+    end_silence_s: float = 0.7      # silence after speech that ends an utterance
+    max_utterance_s: float = 15.0   # a capture is finished after this long whatever the VAD says
+    min_speech_s: float = 0.3       # speech shorter than this after a wake is the wake word's tail
+    preroll_s: float = 0.3          # audio before an onset handed to the recogniser
 
 
 @dataclass
@@ -170,10 +270,18 @@ class Machine:
     muted: bool = False
     online: bool = False
     utterance_id: Optional[str] = None
+    capture: Optional[str] = None     # utterance whose audio streams into the recogniser
+    finishing: Optional[str] = None   # utterance whose final pass is running
+    hint: Optional[str] = None        # hint for the open utterance (talk button held)
     _utterances: int = 0
     _last_heartbeat: float = 0.0
     _listen_since: float = 0.0
     _speaking_before_mute: bool = False
+    _capture_since: float = 0.0
+    _run_start: Optional[float] = None    # onset of the speech run in progress during a capture
+    _silence_since: Optional[float] = None  # end of the user's last speech in the capture
+    _spoke: bool = False
+    _interrupt_open: bool = False  # an interrupt was sent and its disposition has not come back
 
     def handle(self, event: Event, now: float) -> list[Command]:
         out: list[Command] = []
@@ -186,7 +294,70 @@ class Machine:
     def _new_utterance(self, now: float) -> str:
         self._utterances += 1
         self.utterance_id = f"u{self._utterances}-{int(now * 1000)}"
+        self.hint = None
         return self.utterance_id
+
+    # ---- captures ----
+    def _start_capture(self, from_s: float, now: float, out: list[Command], speech_at: Optional[float]) -> None:
+        if not self.settings.asr or self.utterance_id is None:
+            return
+        if self.capture is not None:
+            out.append(CancelCapture(self.capture))
+        self.capture = self.utterance_id
+        self._capture_since = now
+        self._run_start = speech_at
+        self._silence_since = None
+        self._spoke = False
+        out.append(StartCapture(self.capture, max(0.0, from_s)))
+
+    def _finish_capture(self, out: list[Command]) -> None:
+        if self.capture is None:
+            return
+        self.finishing = self.capture
+        out.append(FinishCapture(self.capture))
+        self.capture = None
+
+    def _abandon_utterance(self, out: list[Command]) -> None:
+        """Drop the capture; close the utterance with an empty final so the engine is not left waiting."""
+        uid = self.capture or self.finishing
+        if self.capture is not None:
+            out.append(CancelCapture(self.capture))
+        self.capture = self.finishing = None
+        if uid is not None:
+            out.append(SendUtterance(uid, "", True, self.hint))
+            if self.utterance_id == uid:
+                self.utterance_id = None
+        self.hint = None
+
+    def _barge_in(self, at: float, now: float, out: list[Command], hint: Optional[str] = None) -> None:
+        self.state = State.PAUSED
+        out.append(PausePlayback())
+        uid = self._new_utterance(now)
+        self.hint = hint
+        self._interrupt_open = True
+        out.append(SendInterrupt(uid, at, hint))
+        self._start_capture(at - self.settings.preroll_s, now, out, speech_at=at)
+
+    def _final(self, uid: str, text: str, words: Optional[tuple], out: list[Command]) -> None:
+        out.append(SendUtterance(uid, text, True, self.hint, words))
+        if self.utterance_id == uid:
+            self.utterance_id = None
+        self.hint = None
+        if self.state in (State.LISTENING, State.IDLE):
+            self.state = State.THINKING if text.strip() else State.IDLE
+
+    def _wake(self, source: str, score: Optional[float], now: float, out: list[Command]) -> None:
+        self.state = State.LISTENING
+        self._listen_since = now
+        self.utterance_id = None
+        if self.capture is not None:
+            out.append(CancelCapture(self.capture))
+            self.capture = None
+        out.append(SendWake(source, score))
+        out.append(SendEvent("wake"))
+        if self.settings.asr:
+            self._new_utterance(now)
+            self._start_capture(now, now, out, speech_at=None)
 
     def _handle(self, ev: Event, now: float, out: list[Command]) -> None:
         s = self.state
@@ -198,7 +369,13 @@ class Machine:
         elif isinstance(ev, LinkDown):
             self.online = False  # playback goes on from the buffer
         elif isinstance(ev, MuteSet):
+            if ev.muted and not self.muted:
+                self._abandon_utterance(out)
+                if self.state == State.LISTENING:
+                    self.state = State.IDLE
             self.muted = ev.muted
+        elif isinstance(ev, RestartRequested):
+            out.append(Restart())
         elif isinstance(ev, SegmentQueued):
             if s in (State.IDLE, State.THINKING, State.LISTENING):
                 self.state = State.SPEAKING
@@ -214,34 +391,99 @@ class Machine:
             if self.muted:
                 return
             if s == State.SPEAKING and self.settings.bargein:
-                self.state = State.PAUSED
-                out.append(PausePlayback())
-                out.append(SendInterrupt(self._new_utterance(now), ev.at))
+                self._barge_in(ev.at, now, out)
             elif s == State.LISTENING and self.utterance_id is None:
                 self._new_utterance(now)
+                self._start_capture(ev.at - self.settings.preroll_s, now, out, speech_at=ev.at)
+            elif self.capture is not None:
+                self._run_start = ev.at
+                self._silence_since = None
+        elif isinstance(ev, SpeechEnded):
+            if self.capture is not None:
+                # A run whose onset we saw during the capture counts whatever its length; speech that
+                # was already going on when the capture opened (the wake word's tail) only when long.
+                counts = self._run_start is not None or ev.at - self._capture_since >= self.settings.min_speech_s
+                self._run_start = None
+                if self._spoke or counts:
+                    self._spoke = True
+                    self._silence_since = ev.at
         elif isinstance(ev, WakeDetected):
-            if self.muted or s in (State.SPEAKING, State.PAUSED):
+            if self.muted:
                 return
-            self.state = State.LISTENING
-            self._listen_since = now
-            self.utterance_id = None
-            out.append(SendWake(ev.source, ev.score))
+            if s in (State.SPEAKING, State.PAUSED):
+                if s == State.SPEAKING and ev.source == "wake_word" and self.settings.wake_while_speaking:
+                    out.append(SendEvent("wake"))
+                    self._barge_in(now, now, out)
+                return
+            self._wake(ev.source, ev.score, now, out)
+        elif isinstance(ev, TalkPressed):
+            if self.muted or s == State.PAUSED:
+                return
+            if s == State.SPEAKING:  # the user asks for the floor: like a barge-in, whatever bargein says
+                self._barge_in(ev.at, now, out)
+            else:
+                self._wake("button", None, now, out)
+        elif isinstance(ev, CancelPressed):
+            if s in (State.SPEAKING, State.THINKING):
+                if s == State.SPEAKING:
+                    self.state = State.PAUSED
+                    out.append(PausePlayback())
+                if self.capture is not None:
+                    out.append(CancelCapture(self.capture))
+                    self.capture = None
+                uid = self._new_utterance(now)
+                self._interrupt_open = True
+                out.append(SendInterrupt(uid, ev.at, "cancel"))
+                self.hint = "cancel"
+                self._final(uid, "", None, out)
+            elif self.utterance_id is not None or self.capture is not None or self.finishing is not None:
+                self.hint = "cancel"
+                if self.capture is None and self.finishing is None:  # text mode: nothing else will close it
+                    self._final(self.utterance_id or self._new_utterance(now), "", None, out)
+                elif self.capture is not None and not self._spoke:
+                    self._abandon_utterance(out)
+                    if self.state == State.LISTENING:
+                        self.state = State.IDLE
+                # else: the user is talking; the final carries the hint
+            elif s == State.LISTENING:
+                self.state = State.IDLE
         elif isinstance(ev, TextHeard):
             if self.muted:
                 return
             if s == State.SPEAKING:  # text mode: words arrive with no VAD onset before them
                 self.state = State.PAUSED
                 out.append(PausePlayback())
+                self._interrupt_open = True
                 out.append(SendInterrupt(self._new_utterance(now), now, ev.hint))
             if self.utterance_id is None:
                 self._new_utterance(now)
-            out.append(SendUtterance(self.utterance_id, ev.text, ev.final, ev.hint))
+            if self.capture is not None and self.capture == self.utterance_id:  # injected text wins
+                out.append(CancelCapture(self.capture))
+                self.capture = None
+            hint = ev.hint or self.hint
+            out.append(SendUtterance(self.utterance_id, ev.text, ev.final, hint))
             if ev.final:
                 self.utterance_id = None
+                self.hint = None
                 if self.state in (State.LISTENING, State.IDLE):
                     self.state = State.THINKING
+        elif isinstance(ev, AsrPartial):
+            if ev.utterance_id in (self.capture, self.finishing) and ev.text and not self.muted:
+                out.append(SendUtterance(ev.utterance_id, ev.text, False, self.hint))
+        elif isinstance(ev, AsrFinal):
+            if ev.utterance_id not in (self.capture, self.finishing):
+                return  # a cancelled capture's late result
+            if self.capture == ev.utterance_id:
+                self.capture = None
+            self.finishing = None
+            self._final(ev.utterance_id, ev.text, tuple(ev.words) or None, out)
+        elif isinstance(ev, AsrFailed):
+            if ev.utterance_id in (self.capture, self.finishing):
+                self.capture = self.finishing = None
+                self._final(ev.utterance_id, "", None, out)
         elif isinstance(ev, ControlReceived):
             a = ev.action
+            disposition = DISPOSITION_OF_REASON.get(ev.reason.strip().upper())
             if a == "pause":
                 out.append(PausePlayback())
                 out.append(SendPlayback("paused"))
@@ -259,13 +501,38 @@ class Machine:
                 if s in (State.SPEAKING, State.PAUSED):
                     self.state = State.THINKING
             elif a == "listen":
+                if self.capture is None and self.finishing is None:
+                    self.utterance_id = None
                 self.state = State.LISTENING
                 self._listen_since = now
             elif a == "stop_listening" and s == State.LISTENING:
+                if self.capture is not None:
+                    out.append(CancelCapture(self.capture))
+                    self.capture = None
+                self.state = State.IDLE
+            # Only a disposition for an interruption this device reported counts (the engine also
+            # flushes with HOLD when a restarted device had a reply playing).
+            if disposition is not None and a in ("resume", "flush") and self._interrupt_open:
+                self._interrupt_open = False
+                out.append(SendEvent(f"interrupt_{disposition.lower()}"))
+        elif isinstance(ev, EngineStateReceived):
+            # The engine went idle without a reply for us (a bare stop, "never mind", nothing said):
+            # stop showing "thinking".
+            if ev.state == "idle" and s == State.THINKING and self.capture is None and self.finishing is None:
                 self.state = State.IDLE
         elif isinstance(ev, Tick):
             if s in (State.SPEAKING, State.PAUSED) and now - self._last_heartbeat >= self.settings.heartbeat_s:
                 self._last_heartbeat = now
                 out.append(SendPlayback("heartbeat"))
+            if self.capture is not None:
+                st = self.settings
+                if self._silence_since is not None and self._run_start is None and now - self._silence_since >= st.end_silence_s:
+                    self._finish_capture(out)
+                elif now - self._capture_since >= st.max_utterance_s:
+                    self._finish_capture(out)
+                elif (not self._spoke and self._run_start is None and s == State.LISTENING
+                      and now - self._capture_since > st.listen_timeout_s):
+                    self._abandon_utterance(out)
+                    self.state = State.IDLE
             if s == State.LISTENING and self.utterance_id is None and now - self._listen_since > self.settings.listen_timeout_s:
                 self.state = State.IDLE

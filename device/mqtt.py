@@ -5,6 +5,14 @@ strictly increasing `seq`) before anyone sees it; anything bad is logged with it
 never raised into paho's thread. Up messages get this process's session and the next `seq`.
 paho reconnects by itself with exponential backoff; `on_up` is told each time so the device can say
 hello and report its cursor again.
+
+Dashboard commands (`down/mute`: `ON` / `OFF`; `down/restart`: `PRESS`) are plain text, not JSON
+envelopes (Home Assistant's switch and button publish plain payloads); exactly those payloads are
+accepted, as a `device.dashboard.DashboardCommand`, anything else is rejected with a logged reason.
+A *retained* restart is refused: it would restart the device again at every connect.
+
+Round trip: for each QoS 1 publish the time from `publish()` to its PUBACK is measured
+(`take_rtt_ms()`), the `rtt_ms` of the telemetry.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import logging
 import secrets
 import ssl
 import threading
+import time
 from typing import Callable, Optional, Union
 
 import paho.mqtt.client as mqtt
@@ -23,10 +32,12 @@ from paho.mqtt.packettypes import PacketTypes
 from icp.errors import ProtocolError
 from icp.messages import AudioFrame, Body, Direction, Envelope, SequenceTracker, Topics, decode, encode, topic_level
 from device.config import MqttSettings
+from device.dashboard import PAYLOADS as DASHBOARD_PAYLOADS, DashboardCommand, parse as parse_dashboard
 
 log = logging.getLogger(__name__)
 
-Down = Union[Envelope, AudioFrame]
+
+Down = Union[Envelope, AudioFrame, DashboardCommand]
 
 
 class DeviceLink:
@@ -43,7 +54,13 @@ class DeviceLink:
         self._tracker = SequenceTracker()
         self.rejected: list[str] = []  # reasons, newest last (bounded)
         self.connected = threading.Event()
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"segue-{device_id}", protocol=mqtt.MQTTv5)
+        self._rtt_lock = threading.Lock()
+        self._unacked: dict[int, float] = {}  # mid -> monotonic time of publish()
+        self._early_acks: dict[int, float] = {}
+        self._rtts: list[float] = []
+        self.last_rtt_ms: Optional[float] = None
+        client_id = settings.client_id or f"segue-{device_id}"
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         if settings.username:
             c.username_pw_set(settings.username, settings.password)
         if settings.ca or settings.cert:
@@ -54,6 +71,7 @@ class DeviceLink:
         c.on_connect = self._connected
         c.on_disconnect = self._disconnected
         c.on_message = self._message
+        c.on_publish = self._published
         self._client = c
 
     # ---- lifecycle ----
@@ -98,18 +116,24 @@ class DeviceLink:
 
     def _message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         try:
-            self._accept(msg.topic, msg.payload)
+            self._accept(msg.topic, msg.payload, bool(msg.retain))
         except Exception as exc:  # a handler bug must not kill paho's network thread
             log.exception("handler failed on %s", msg.topic)
             self._reject(msg.topic, f"handler error: {exc!r}")
 
-    def _accept(self, topic: str, payload: bytes) -> None:
+    def _accept(self, topic: str, payload: bytes, retained: bool = False) -> None:
         try:
             t = self.topics.parse(topic)
         except ProtocolError as e:
             return self._reject(topic, str(e))
         if t.device_id != self.device_id or t.direction != Direction.DOWN:
             return self._reject(topic, "not one of this device's down topics")
+        if t.level in DASHBOARD_PAYLOADS:
+            cmd = parse_dashboard(t.level, payload, retained)
+            if isinstance(cmd, str):
+                return self._reject(topic, cmd)
+            self._on_down(cmd)
+            return
         try:
             if t.level == "audio":
                 down: Down = AudioFrame.decode(payload)
@@ -136,5 +160,40 @@ class DeviceLink:
         except ProtocolError as e:
             log.error("not sending invalid %s: %s", body.TYPE, e)
             return False
-        info = self._client.publish(self.topics.up(self.device_id, topic_level(body)), data, qos=qos, retain=retain)
+        topic = self.topics.up(self.device_id, topic_level(body))
+        t0 = time.monotonic()
+        info = self._client.publish(topic, data, qos=qos, retain=retain)
+        if qos == 1 and info.rc == mqtt.MQTT_ERR_SUCCESS:
+            with self._rtt_lock:  # never held across publish(): paho calls on_publish under its own locks
+                acked = self._early_acks.pop(info.mid, None)
+                if acked is not None:
+                    self._rtt_sample((acked - t0) * 1000.0)
+                else:
+                    self._unacked[info.mid] = t0
+                    if len(self._unacked) > 1000:  # never acknowledged (offline): forget the oldest
+                        for mid in list(self._unacked)[:500]:
+                            del self._unacked[mid]
         return info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    def _rtt_sample(self, rtt: float) -> None:
+        self.last_rtt_ms = rtt
+        self._rtts.append(rtt)
+        del self._rtts[:-1000]
+
+    def _published(self, client, userdata, mid, reason_code=None, properties=None) -> None:
+        now = time.monotonic()
+        with self._rtt_lock:
+            t0 = self._unacked.pop(mid, None)
+            if t0 is not None:
+                self._rtt_sample((now - t0) * 1000.0)
+            else:  # the PUBACK beat send() to the bookkeeping (or a QoS 0 publish)
+                self._early_acks[mid] = now
+                if len(self._early_acks) > 100:
+                    for k in list(self._early_acks)[:50]:
+                        del self._early_acks[k]
+
+    def take_rtt_ms(self) -> Optional[float]:
+        """Mean publish -> PUBACK round trip (ms) since the last call; the last one known if none since."""
+        with self._rtt_lock:
+            samples, self._rtts = self._rtts, []
+        return sum(samples) / len(samples) if samples else self.last_rtt_ms

@@ -45,6 +45,7 @@ class SegmentInfo:
     item: str = ""
     thread: str = ""
     text: str = ""
+    prev: int | None = None  # from the wire: the segment sent just before this one since the last flush
 
 
 class ChunkResult(Enum):
@@ -119,6 +120,8 @@ class Playback:
         self._by_id: dict[int, _Segment] = {}
         self._infos: dict[int, SegmentInfo] = {}
         self._last_announced = 0
+        self._chain_end = 0  # the last segment received since the last flush (the expected `prev`)
+        self._hole = False  # a segment was lost: drop the rest until the next flush
         self._paused = False
         self._busy = False
         self._history: deque[_Record] = deque()
@@ -139,6 +142,14 @@ class Playback:
             if info.segment <= self._last_announced:
                 return False
             self._last_announced = info.segment
+            if info.prev is not None and (self._hole or info.prev != self._chain_end):
+                # A segment was lost on the way: never play past the hole. The engine notices the
+                # unplayed audio when this device runs dry, flushes and re-sends from the cursor.
+                self._hole = True
+                log.warning("segment %d follows %d, expected %d: a segment was lost; dropped until the next flush",
+                            info.segment, info.prev, self._chain_end)
+                return False
+            self._chain_end = info.segment
             seg = _Segment(info)
             self._queue.append(seg)
             self._by_id[info.segment] = seg
@@ -156,6 +167,7 @@ class Playback:
             if offset < seg.received or (seg.complete and offset >= seg.received):
                 return ChunkResult.DUPLICATE
             if offset > seg.received:
+                self._hole = True  # and nothing after it plays either, until the next flush
                 self._drop_locked([seg], "gap")
                 log.warning("segment %d: gap (got offset %d, expected %d): dropped", segment, offset, seg.received)
                 return ChunkResult.GAP
@@ -184,6 +196,7 @@ class Playback:
         with self._lock:
             ids = tuple(s.info.segment for s in self._queue)
             self._drop_locked(list(self._queue), "flush")
+            self._chain_end, self._hole = 0, False
             return ids
 
     def _drop_locked(self, segs: list[_Segment], reason: str) -> None:

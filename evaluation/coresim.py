@@ -48,6 +48,9 @@ class Sim:
     heard: list[tuple[int, int, int]] = field(default_factory=list)  # (segment, from, to) reaching the ear
     log: list[C.Command] = field(default_factory=list)
     on_generation: object = None  # called with the messages of each LLM request, as it is made
+    last_received: int = 0  # the device's end of the `prev` chain
+    hole: bool = False  # a segment was lost: drop until the next flush
+    lose_next: int = 0  # test hook: this many of the next segments vanish on the way
 
     def __post_init__(self) -> None:
         strat: Strategy = strategy(self.strategy_name)
@@ -78,6 +81,13 @@ class Sim:
             self.synth.append(cmd)
         elif isinstance(cmd, C.SendSegment):
             self.sent.append(cmd)
+            if self.lose_next:
+                self.lose_next -= 1
+                return
+            if self.hole or cmd.segment.prev != self.last_received:
+                self.hole = True  # never play past a lost segment
+                return
+            self.last_received = cmd.segment.segment
             self.queue.append(cmd)
         elif isinstance(cmd, C.DeviceControl):
             if cmd.action.value == "pause":
@@ -88,6 +98,7 @@ class Sim:
                 self.queue.clear()
                 self.playing = None
                 self.paused = False
+                self.last_received, self.hole = 0, False
         elif isinstance(cmd, C.Classify):
             assert self.classify is not None
             result: Classification = self.classify(cmd.request)  # type: ignore[operator]
@@ -131,6 +142,8 @@ class Sim:
         while samples > 0 and not self.paused:
             if self.playing is None:
                 if not self.queue:
+                    if any(s.heard_samples < s.samples and not s.dropped for s in self.session.conv.segments):
+                        self.send(E.PlaybackReported(self.now, PlaybackEvent.IDLE, self.cursor(), 0.0))
                     return
                 self.playing = (self.queue.pop(0), 0)
             seg, pos = self.playing
@@ -140,10 +153,18 @@ class Sim:
             pos += n
             if pos >= seg.segment.samples:
                 self.playing = None
-                self.send(E.PlaybackReported(self.now, PlaybackEvent.SEGMENT_END, Cursor(seg.segment.segment, pos)))
+                self.send(E.PlaybackReported(self.now, PlaybackEvent.SEGMENT_END, Cursor(seg.segment.segment, pos),
+                                             self.queued_ms()))
             else:
                 self.playing = (seg, pos)
-                self.send(E.PlaybackReported(self.now, PlaybackEvent.HEARTBEAT, Cursor(seg.segment.segment, pos)))
+                self.send(E.PlaybackReported(self.now, PlaybackEvent.HEARTBEAT, Cursor(seg.segment.segment, pos),
+                                             self.queued_ms()))
+
+    def queued_ms(self) -> float:
+        samples = sum(s.segment.samples for s in self.queue)
+        if self.playing is not None:
+            samples += self.playing[0].segment.samples - self.playing[1]
+        return samples * 1000.0 / RATE
 
     def run_until(self, predicate, limit_s: float = 120.0) -> None:
         end = self.now + limit_s

@@ -75,7 +75,8 @@ class SentSegment:
     samples: int
     sample_rate: int
     heard_samples: int = 0
-    dropped: bool = False  # flushed before it finished playing
+    dropped: bool = False  # flushed before it finished playing, or lost on the way
+    sent_at: float = 0.0  # engine time it was sent (to tell lost audio from audio still in flight)
 
     @property
     def duration_ms(self) -> float:
@@ -186,6 +187,11 @@ class Conversation:
         item = self.item(seg.item)
         item.heard = max(item.heard, seg.first_word + seg.heard_words(threshold))
 
+    def word_offset(self, item: AssistantItem, index: int) -> int:
+        """Character offset in `item.text` where word `index` starts (len(text) past the end)."""
+        matches = list(re.finditer(r"\S+", item.text))
+        return matches[index].start() if index < len(matches) else len(item.text)
+
     def drop_unplayed(self) -> list[int]:
         """After a flush: every segment not fully heard stops where the cursor left it."""
         dropped = []
@@ -202,16 +208,17 @@ class Conversation:
         )
 
     def resume_point(self, item: AssistantItem) -> int:
-        """First word of `item` not fully heard: resume replays at most one word, skips none."""
+        """First word of `item` not fully heard: resume replays at most one word, skips none.
+
+        Segments play in order, and a reply sent again (after lost audio) starts at the old resume
+        point, so the point only moves over segments that start at or before it.
+        """
         point = 0
         for seg in self.segments:
-            if seg.item != item.id:
+            if seg.item != item.id or seg.first_word > point:
                 continue
-            fully = seg.fully_heard_words()
-            if fully < len(seg.words):
-                return seg.first_word + fully
-            point = seg.first_word + len(seg.words)
-        return max(point, 0)
+            point = max(point, seg.first_word + seg.fully_heard_words())
+        return point
 
     def playing_item(self) -> AssistantItem | None:
         for seg in self.segments:

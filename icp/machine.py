@@ -18,6 +18,7 @@ from icp.classifier import is_bare_stop
 from icp.context import DEFAULT_SYSTEM_PROMPT, build_messages
 from icp.conversation import AssistantItem, Conversation, SentSegment, ThreadStatus
 from icp.dispositions import ClassifyRequest, Disposition, Hint
+from icp.messages.common import Cursor
 from icp.messages.playback import Action, PlaybackEvent, Segment
 from icp.segmenter import SegmenterSettings, next_cut
 from icp.strategies import Icp, Strategy
@@ -84,6 +85,7 @@ class EngineSettings:
     failure_phrase: str = "Sorry, I could not answer that just now."
     max_tokens: int = 400
     background_max_words: int = 250  # a held parent's generation may finish this far past its cursor
+    lost_audio_s: float = 3.0  # audio sent this long ago that an idle device never played was lost
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     segmenter: SegmenterSettings = SegmenterSettings()
 
@@ -129,6 +131,7 @@ class Session:
     in_flight: PendingSegment | None = None
     ready: list[PendingSegment] = field(default_factory=list)
     next_segment: int = 1
+    last_sent: int = 0  # the segment sent last since the last flush (the `prev` of the next one)
     utterance_id: str | None = None
     utterance_hint: Hint | None = None
     classify_id: str | None = None
@@ -200,7 +203,7 @@ class Session:
             self.state = self.before_offline  # back to where the connection dropped
         if ev.new_session and self.conv.playing_item() is not None:
             # The device process restarted: what it had queued is gone. Hold what was playing.
-            self._stop_voice(hold=True)
+            self._stop_voice(hold=True, reason="RESTART")
             self._goto(S.IDLE)
         self._publish_state()
 
@@ -312,21 +315,21 @@ class Session:
 
     def _do_branch(self, text: str, now: float) -> None:
         parent_id = self.active_thread
-        self._stop_voice(hold=True)
+        self._stop_voice(hold=True, reason="BRANCH")
         child = self.conv.new_thread(parent_id)
         self.active_thread = child.id
         self._start_reply(child.id, text)
 
     def _do_modify(self, text: str, now: float) -> None:
         thread = self.active_thread or self.conv.new_thread(None).id
-        self._stop_voice(hold=False)
+        self._stop_voice(hold=False, reason="MODIFY")
         self._cancel_all_for_thread(thread)
         self.active_thread = thread
         self._start_reply(thread, text)
 
     def _do_cancel(self, text: str, now: float) -> None:
         if self.active_thread:
-            self._stop_voice(hold=False)
+            self._stop_voice(hold=False, reason="CANCEL")
             self._cancel_all_for_thread(self.active_thread)
             self.conv.threads[self.active_thread].status = ThreadStatus.CANCELLED
         if is_bare_stop(text):
@@ -394,10 +397,10 @@ class Session:
     def _voice(self, item: AssistantItem) -> None:
         self.voice_item = item.id
 
-    def _stop_voice(self, hold: bool) -> None:
+    def _stop_voice(self, hold: bool, reason: str) -> None:
         """Stop the audio of the current reply at the heard cursor; hold its thread or not."""
         item_id = self.voice_item
-        self._emit(C.DeviceControl(Action.FLUSH, "HOLD" if hold else "STOP"))
+        self._flush(reason)
         dropped = self.conv.drop_unplayed()
         discard = dropped + [s.id for s in self.ready] + [s.id for s in self.to_synth]
         if self.in_flight is not None:
@@ -421,6 +424,10 @@ class Session:
                 self._cancel_generation(item.id)
         else:
             self._cancel_generation(item.id)
+
+    def _flush(self, reason: str) -> None:
+        self._emit(C.DeviceControl(Action.FLUSH, reason))
+        self.last_sent = 0
 
     def _cancel_all_for_thread(self, thread_id: str) -> None:
         for gen in list(self.generations.values()):
@@ -456,10 +463,12 @@ class Session:
             seg = self.ready.pop(0)
             item = self.conv.item(seg.item)
             self.conv.segments.append(
-                SentSegment(seg.id, seg.item, seg.first_word, seg.words, seg.samples, seg.sample_rate)
+                SentSegment(seg.id, seg.item, seg.first_word, seg.words, seg.samples, seg.sample_rate,
+                            sent_at=self.now)
             )
             self._emit(C.SendSegment(Segment(seg.id, item.id, item.thread, seg.text, seg.words, seg.bridge_words,
-                                             seg.sample_rate, seg.samples)))
+                                             seg.sample_rate, seg.samples, prev=self.last_sent)))
+            self.last_sent = seg.id
             if self.state is S.THINKING:
                 self._goto(S.SPEAKING)
         self._maybe_reply_done()
@@ -560,11 +569,45 @@ class Session:
 
     # -- playback -------------------------------------------------------------------------------
     def _on_PlaybackReported(self, ev: E.PlaybackReported) -> None:
+        # A `flushed` report needs nothing more: the engine dropped what it flushed when it asked.
         if ev.cursor is not None:
             self.conv.apply_cursor(ev.cursor.segment, ev.cursor.sample, self.settings.heard_threshold)
-        if ev.event is PlaybackEvent.FLUSHED:
-            self.conv.drop_unplayed()
-        self._pump()
+        if ev.queued_ms == 0 and ev.event in (PlaybackEvent.IDLE, PlaybackEvent.HEARTBEAT, PlaybackEvent.FLUSHED):
+            self._recover_lost_audio(ev.cursor)
+
+    def _recover_lost_audio(self, cursor: Cursor | None) -> None:
+        """The device has nothing queued, yet audio sent long enough ago was never played: it was lost
+        (a dropped connection, a gap). Flush whatever may still be in flight, and re-synthesise the
+        reply from its first word not fully heard.
+
+        Only a current report counts: one whose cursor is behind what is already known is stale.
+        """
+        started = [s for s in self.conv.segments if s.heard_samples > 0]
+        if started and (cursor is None or cursor.segment < started[-1].id):
+            return
+        unplayed = [s for s in self.conv.segments if not s.dropped and s.heard_samples < s.samples]
+        if not unplayed or self.now - unplayed[0].sent_at < self.settings.lost_audio_s:
+            return
+        self._ignore("PlaybackReported", f"segments {[s.id for s in unplayed]} never played: "
+                     "re-sending from the heard cursor")
+        self._flush("RESEND")
+        for seg in unplayed:
+            seg.dropped = True
+        for item_id in {seg.item for seg in unplayed} - {self.voice_item}:
+            self.conv.item(item_id).cut = True
+        if self.voice_item is None:
+            return
+        item = self.conv.item(self.voice_item)
+        stale = [s.id for s in self.ready + self.to_synth]
+        if self.in_flight is not None:
+            stale.append(self.in_flight.id)
+        self.ready, self.to_synth, self.in_flight = [], [], None
+        if stale:
+            self._emit(C.DiscardAudio(tuple(stale)))
+        word = self.conv.resume_point(item)
+        item.segmented_words = word
+        item.segmented_chars = self.conv.word_offset(item, word)
+        self._segment(item)
 
     # -- time -----------------------------------------------------------------------------------
     def _on_Tick(self, ev: E.Tick) -> None:

@@ -174,3 +174,13 @@ def test_heard_words():
     pb.add_segment(SegmentInfo(1, 16000, words))
     assert pb.heard_words(Cursor(1, 3200)) == 1   # 200 ms: half of "hello"
     assert pb.heard_words(Cursor(1, 11200)) == 2  # 700 ms: "there" more than half played
+
+
+def test_a_segment_lost_on_the_way_stops_playback_at_the_hole_until_a_flush():
+    """The `prev` chain: after a missing segment nothing later plays (no words skipped); a flush resets."""
+    pb = Playback(PlaybackSettings(sample_rate=16000))
+    assert pb.add_segment(SegmentInfo(1, 1600, prev=0))
+    assert not pb.add_segment(SegmentInfo(3, 1600, prev=2))  # segment 2 never arrived
+    assert not pb.add_segment(SegmentInfo(4, 1600, prev=3))  # and nothing after the hole is queued
+    pb.flush()
+    assert pb.add_segment(SegmentInfo(5, 1600, prev=0))  # the engine's re-sent reply starts a new chain

@@ -60,6 +60,7 @@ class Segment(Body):
         "bridge_words": rules.integer(0, rules.MAX_WORDS),
         "sample_rate": SAMPLE_RATE,
         "samples": rules.integer(1, MAX_SAMPLE),
+        "prev": rules.integer(0, 2**32 - 1),
     }
     segment: int
     item: str
@@ -69,11 +70,14 @@ class Segment(Body):
     bridge_words: int
     sample_rate: int
     samples: int
+    prev: int = 0  # the segment sent to this device just before this one since the last flush (0: none)
 
     def check(self) -> None:
         seg = self
         if len(seg.words) != len(split_words(seg.text)):
             raise ProtocolError("words", "must have one timing per whitespace-separated word of text")
+        if seg.prev >= seg.segment:
+            raise ProtocolError("prev", "must be an earlier segment (or 0)")
         if seg.bridge_words > len(seg.words):
             raise ProtocolError("bridge_words", "must not exceed the number of words")
         duration_ms = seg.samples * 1000.0 / seg.sample_rate

@@ -59,7 +59,7 @@ def run(actions: list[tuple], strategy: str = "icp") -> Sim:
 
     sim = Sim(dict(REPLIES), classify, strategy_name=strategy)
     sim.on_generation = lambda messages: check_context(sim, messages)
-    cursors: list[Cursor] = []
+    cursors: list[tuple[Cursor, float]] = []  # what the device reported: cursor and audio queued
     for action in actions:
         kind = action[0]
         if kind == "step":
@@ -67,15 +67,15 @@ def run(actions: list[tuple], strategy: str = "icp") -> Sim:
                 sim.step()
                 c = sim.cursor()
                 if c is not None:
-                    cursors.append(c)
+                    cursors.append((c, sim.queued_ms()))
         elif kind == "say":
             chosen[:] = [action[2]]
             sim.say(SAYINGS[action[1]])
         elif kind == "stale_cursor" and cursors:
-            old = cursors[max(0, len(cursors) - 1 - action[1])]
-            sim.send(E.PlaybackReported(sim.now, PlaybackEvent.HEARTBEAT, old))
+            old, queued = cursors[max(0, len(cursors) - 1 - action[1])]
+            sim.send(E.PlaybackReported(sim.now, PlaybackEvent.HEARTBEAT, old, queued))
         elif kind == "dup_interrupt" and cursors:
-            sim.send(E.InterruptReported(sim.now, "dup", cursors[-1]))
+            sim.send(E.InterruptReported(sim.now, "dup", cursors[-1][0]))
         elif kind == "bogus":
             sim.send(E.Classified(sim.now, "nope", Disposition.BRANCH))
             sim.send(E.GenerationText(sim.now, "g999", "phantom words here"))
@@ -155,3 +155,23 @@ def test_the_invariant_check_catches_a_strategy_that_leaks_unheard_words():
     with pytest.raises(AssertionError):
         run(actions, strategy="generated-as-heard")
     run(actions)  # and segue passes it
+
+
+def test_audio_lost_on_the_way_is_sent_again_from_the_heard_cursor():
+    """A segment that never reaches the device (a dropped connection): once the device reports it has
+    nothing queued, the engine re-sends the reply from the first word not fully heard."""
+    sim = Sim(dict(REPLIES), lambda req: Classification(Disposition.NEW, 0.9))
+    sim.say("explain transformers")
+    sim.run_until(lambda: sim.playing is not None)
+    sim.lose_next = 1  # the next segment vanishes on the way
+    n = len(sim.sent)
+    sim.run_until(lambda: len(sim.sent) > n)
+    lost = sim.sent[n]
+    sim.run_until(sim.idle, 120)
+    parent = next(e for e in sim.session.conv.log if isinstance(e, AssistantItem))
+    assert sim.heard_words(parent.id) == parent.words  # every word was heard in the end, in order
+    # the device never played past the hole; after the engine's RESEND flush, the reply went on from
+    # the lost segment's first word
+    flush_at = next(i for i, c in enumerate(sim.log) if isinstance(c, C.DeviceControl) and c.reason == "RESEND")
+    resent = next(c for c in sim.log[flush_at:] if isinstance(c, C.SendSegment))
+    assert resent.segment.text.split()[0] == lost.segment.text.split()[0] and resent.segment.prev == 0

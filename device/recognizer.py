@@ -1,0 +1,138 @@
+"""The ASR worker: runs the streaming recogniser off the device loop, one capture at a time.
+
+`StreamingASR.feed()`/`finish()` block for up to about a second (faster-whisper re-transcribes the
+whole buffer), so they never run in the audio callback or the device loop: the loop hands commands
+(`start`, `feed`, `finish`, `cancel`) to this worker's queue and drains results (`AsrPartial`,
+`AsrFinal`, `AsrFailed` machine events) from `results` in `DeviceApp.process()`. Feeds queued while
+the model was busy are joined into one call. A cancelled capture's audio is dropped unread and its
+late results never surface (the machine also ignores results for captures it no longer has).
+
+The model is built on the worker thread at `start()` (loading takes seconds); `ready` is set when
+it is loaded, `error` holds the reason when it could not be.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from typing import Callable, Optional
+
+import numpy as np
+
+from device import machine as m
+
+log = logging.getLogger(__name__)
+
+
+class AsrWorker:
+    def __init__(self, factory: Callable[[], object], name: str = "asr") -> None:
+        self._factory = factory
+        self._q: "queue.Queue[tuple]" = queue.Queue()
+        self.results: deque[m.Event] = deque()
+        self.ready = threading.Event()
+        self.error: Optional[str] = None
+        self.asr = None
+        self._current: Optional[str] = None
+        self._cancelled: set[str] = set()
+        self._busy = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.timings: deque[tuple[str, float, float]] = deque(maxlen=200)  # (op, audio_ms, wall_ms)
+
+    # ---- the device loop's side ----
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._q.put(("stop",))
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def begin(self, uid: str) -> None:
+        self._q.put(("start", uid))
+
+    def feed(self, uid: str, pcm: np.ndarray) -> None:
+        self._q.put(("feed", uid, pcm))
+
+    def finish(self, uid: str) -> None:
+        self._q.put(("finish", uid))
+
+    def cancel(self, uid: str) -> None:
+        self._cancelled.add(uid)
+        self._q.put(("cancel", uid))
+
+    @property
+    def busy(self) -> bool:
+        """Work queued or running (a harness may let simulated time wait for it)."""
+        return self._busy or not self._q.empty()
+
+    # ---- the worker thread ----
+    def _run(self) -> None:
+        try:
+            self.asr = self._factory()
+        except Exception as exc:  # a missing model must not kill the device: it runs without ASR
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.error("ASR unavailable: %s", self.error)
+        finally:
+            self.ready.set()
+        while True:
+            item = self._q.get()
+            if item[0] == "stop":
+                return
+            self._busy = True
+            try:
+                self._handle(item)
+            except Exception as exc:  # one bad utterance must not end recognition
+                uid = item[1]
+                log.exception("ASR failed on %s", uid)
+                self.results.append(m.AsrFailed(uid, f"{type(exc).__name__}: {exc}"))
+                self._current = None
+            finally:
+                self._busy = False
+
+    def _handle(self, item: tuple) -> None:
+        op, uid = item[0], item[1]
+        if uid in self._cancelled:
+            if op == "cancel":
+                self._cancelled.discard(uid)
+                if self._current == uid:
+                    self._current = None
+            return
+        if self.asr is None:
+            if op == "finish":
+                self.results.append(m.AsrFailed(uid, self.error or "no recogniser"))
+            return
+        if op == "start":
+            self.asr.start()
+            self._current = uid
+        elif op == "feed":
+            if self._current != uid:
+                return
+            chunks = [item[2]]
+            while True:  # join what queued up while the model was busy
+                try:
+                    nxt = self._q.queue[0]
+                except IndexError:
+                    break
+                if nxt[0] != "feed" or nxt[1] != uid:
+                    break
+                chunks.append(self._q.get_nowait()[2])
+            pcm = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+            t0 = time.monotonic()
+            partials = self.asr.feed(pcm)
+            self.timings.append(("feed", len(pcm) / 16.0, (time.monotonic() - t0) * 1000))
+            for p in partials:
+                if uid not in self._cancelled:
+                    self.results.append(m.AsrPartial(uid, p.text))
+        elif op == "finish":
+            if self._current != uid:
+                self.results.append(m.AsrFailed(uid, "finish without start"))
+                return
+            t0 = time.monotonic()
+            final = self.asr.finish()
+            self.timings.append(("finish", final.audio_ms, (time.monotonic() - t0) * 1000))
+            self._current = None
+            if uid not in self._cancelled:
+                self.results.append(m.AsrFinal(uid, final.text, tuple(final.words)))
