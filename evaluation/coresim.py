@@ -1,4 +1,4 @@
-"""A deterministic world around the core's state machine: for fast tests of icp/ and the core demo.
+"""A deterministic world around the core's state machine, for fast property tests of icp/ alone.
 
 It plays the I/O layer's part by the book (generation text arrives in chunks, synthesis gives
 fixed-length word timings, a device plays segments in order and reports cursors), with time passed
