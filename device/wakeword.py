@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from device.audio.frames import as_int16
+
 from device.models import ModelSettings, openwakeword_dir, openwakeword_feature_models, wakeword_model_path
 
 SAMPLE_RATE = 16000
@@ -44,15 +46,6 @@ class WakeWordDetection:
     @property
     def audio_time_s(self) -> float:
         return self.end_sample / SAMPLE_RATE
-
-
-def _as_int16(pcm: np.ndarray | bytes) -> np.ndarray:
-    if isinstance(pcm, (bytes, bytearray, memoryview)):
-        return np.frombuffer(pcm, dtype="<i2")
-    arr = np.asarray(pcm)
-    if arr.dtype != np.int16:
-        raise TypeError(f"expected 16 kHz mono int16 PCM, got dtype {arr.dtype}")
-    return arr.reshape(-1)
 
 
 class WakeWordDetector:
@@ -89,7 +82,7 @@ class WakeWordDetector:
     def feed(self, pcm: np.ndarray | bytes) -> WakeWordDetection | None:
         """Process a chunk; return the first detection in it, if any (the refractory period then
         suppresses any later frame of the same chunk unless `refractory_s` is 0)."""
-        data = _as_int16(pcm)
+        data = as_int16(pcm)
         if len(self._pending):
             data = np.concatenate([self._pending, data])
         n_full = len(data) // FRAME_SAMPLES * FRAME_SAMPLES

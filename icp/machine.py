@@ -131,7 +131,8 @@ class Session:
     in_flight: PendingSegment | None = None
     ready: list[PendingSegment] = field(default_factory=list)
     next_segment: int = 1
-    last_sent: int = 0  # the segment sent last since the last flush (the `prev` of the next one)
+    last_sent: int | None = None  # the segment sent last since the last flush (the next `prev`);
+    # None: the device's chain is unknown (this engine restarted), so the first send flushes first
     utterance_id: str | None = None
     utterance_hint: Hint | None = None
     classify_id: str | None = None
@@ -199,6 +200,8 @@ class Session:
 
     # -- connection ----------------------------------------------------------------------------
     def _on_DeviceConnected(self, ev: E.DeviceConnected) -> None:
+        if ev.new_session:
+            self.last_sent = 0  # a new device process starts its segment chain empty
         if self.state is S.OFFLINE:
             self.state = self.before_offline  # back to where the connection dropped
         if ev.new_session and self.conv.playing_item() is not None:
@@ -460,6 +463,8 @@ class Session:
             self.in_flight = self.to_synth.pop(0)
             self._emit(C.Synthesise(self.in_flight.id, self.in_flight.text))
         while self.ready and self.conv.unheard_ms() < self.settings.lookahead_ms:
+            if self.last_sent is None:
+                self._flush("SYNC")
             seg = self.ready.pop(0)
             item = self.conv.item(seg.item)
             self.conv.segments.append(
@@ -467,7 +472,7 @@ class Session:
                             sent_at=self.now)
             )
             self._emit(C.SendSegment(Segment(seg.id, item.id, item.thread, seg.text, seg.words, seg.bridge_words,
-                                             seg.sample_rate, seg.samples, prev=self.last_sent)))
+                                             seg.sample_rate, seg.samples, prev=self.last_sent or 0)))
             self.last_sent = seg.id
             if self.state is S.THINKING:
                 self._goto(S.SPEAKING)

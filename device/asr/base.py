@@ -12,6 +12,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from device.audio.frames import as_int16  # noqa: F401  (re-exported for the backends)
+
 from icp.words import WordTiming
 
 SAMPLE_RATE = 16000
@@ -45,17 +47,6 @@ class StreamingASR(Protocol):
     def feed(self, pcm: np.ndarray | bytes) -> list[Partial]: ...
 
     def finish(self) -> Final: ...
-
-
-def as_int16(pcm: np.ndarray | bytes) -> np.ndarray:
-    """16 kHz mono int16 PCM from an int16 array or little-endian bytes; anything else is an error
-    (a silent float->int mix-up would feed the model garbage)."""
-    if isinstance(pcm, (bytes, bytearray, memoryview)):
-        return np.frombuffer(pcm, dtype="<i2")
-    arr = np.asarray(pcm)
-    if arr.dtype != np.int16:
-        raise TypeError(f"expected 16 kHz mono int16 PCM, got dtype {arr.dtype}")
-    return arr.reshape(-1)
 
 
 class NotStarted(RuntimeError):

@@ -5,6 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 
+def as_int16(pcm: np.ndarray | bytes) -> np.ndarray:
+    """Mono int16 PCM from an int16 array or little-endian bytes; anything else is an error
+    (a silent float->int mix-up would feed a model garbage)."""
+    if isinstance(pcm, (bytes, bytearray, memoryview)):
+        return np.frombuffer(pcm, dtype="<i2")
+    arr = np.asarray(pcm)
+    if arr.dtype != np.int16:
+        raise TypeError(f"expected mono int16 PCM, got dtype {arr.dtype}")
+    return arr.reshape(-1)
+
+
 class Reframer:
     """Push chunks of any size with the stream time of their first sample; get whole frames out."""
 
