@@ -11,9 +11,7 @@ of the first. Pausing is the state machine's call, not ours.
 
 from __future__ import annotations
 
-import math
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np

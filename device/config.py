@@ -41,7 +41,7 @@ class MqttSettings:
     host: str = "localhost"
     port: int = 1883
     username: Optional[str] = None
-    password: Optional[str] = None
+    password: Optional[str] = field(default=None, repr=False)  # never in a log line
     ca: Optional[str] = None      # CA file: enables TLS
     cert: Optional[str] = None    # client certificate (TLS client auth)
     key: Optional[str] = None

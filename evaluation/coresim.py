@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from icp import commands as C
 from icp import events as E
-from icp.dispositions import Classification, ClassifyRequest
+from icp.dispositions import Classification
 from icp.machine import EngineSettings, Session
 from icp.messages import Cursor, PlaybackEvent
 from icp.strategies import Strategy, strategy

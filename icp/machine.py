@@ -8,7 +8,7 @@ transitions are enumerated below; an event that does not belong in the current s
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -100,7 +100,6 @@ class EngineSettings:
 class Generation:
     id: str
     item: str
-    finished: bool = False
 
 
 @dataclass
@@ -126,7 +125,7 @@ class Session:
     conv: Conversation = field(default_factory=Conversation)
     active_thread: str | None = None
     voice_item: str | None = None  # the item whose audio is being produced
-    generations: dict[str, Generation] = field(default_factory=dict)
+    generations: dict[str, Generation] = field(default_factory=dict)  # running ones only
     to_synth: list[PendingSegment] = field(default_factory=list)
     in_flight: PendingSegment | None = None
     ready: list[PendingSegment] = field(default_factory=list)
@@ -189,12 +188,12 @@ class Session:
         self._emit(C.StartGeneration(gen.id, tuple(messages), max_tokens or self.settings.max_tokens))
 
     def _generation_for(self, item_id: str) -> Generation | None:
-        return next((g for g in self.generations.values() if g.item == item_id and not g.finished), None)
+        return next((g for g in self.generations.values() if g.item == item_id), None)
 
     def _cancel_generation(self, item_id: str) -> None:
         gen = self._generation_for(item_id)
         if gen is not None:
-            gen.finished = True
+            del self.generations[gen.id]  # later text for it is ignored as "not running"
             self.conv.item(item_id).complete = True
             self._emit(C.CancelGeneration(gen.id))
 
@@ -434,7 +433,7 @@ class Session:
 
     def _cancel_all_for_thread(self, thread_id: str) -> None:
         for gen in list(self.generations.values()):
-            if not gen.finished and self.conv.item(gen.item).thread == thread_id:
+            if self.conv.item(gen.item).thread == thread_id:
                 self._cancel_generation(gen.item)
 
     def _segment(self, item: AssistantItem) -> None:
@@ -510,7 +509,7 @@ class Session:
     # -- generation and synthesis -----------------------------------------------------------------
     def _on_GenerationText(self, ev: E.GenerationText) -> None:
         gen = self.generations.get(ev.generation_id)
-        if gen is None or gen.finished:
+        if gen is None:
             self._ignore(ev, f"generation {ev.generation_id!r} is not running")
             return
         item = self.conv.item(gen.item)
@@ -526,10 +525,10 @@ class Session:
 
     def _on_GenerationFinished(self, ev: E.GenerationFinished) -> None:
         gen = self.generations.get(ev.generation_id)
-        if gen is None or gen.finished:
+        if gen is None:
             self._ignore(ev, f"generation {ev.generation_id!r} is not running")
             return
-        gen.finished = True
+        del self.generations[gen.id]
         item = self.conv.item(gen.item)
         item.complete = True
         if item.id == self.voice_item:
@@ -540,10 +539,10 @@ class Session:
 
     def _on_GenerationFailed(self, ev: E.GenerationFailed) -> None:
         gen = self.generations.get(ev.generation_id)
-        if gen is None or gen.finished:
+        if gen is None:
             self._ignore(ev, f"generation {ev.generation_id!r} is not running")
             return
-        gen.finished = True
+        del self.generations[gen.id]
         item = self.conv.item(gen.item)
         item.complete = True
         if item.id == self.voice_item and not item.words:

@@ -1,9 +1,7 @@
 """The device process end to end through a real Mosquitto, on the virtual sound card."""
 
-import dataclasses
 import json
 import threading
-import time
 
 import numpy as np
 import paho.mqtt.client as mqtt

@@ -21,7 +21,7 @@ from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
-from device.audio.base import AudioCallback, Span, StreamTimes, split_result
+from device.audio.base import AudioCallback, StreamTimes, split_result
 
 MicGenerator = Callable[[int, int], Optional[np.ndarray]]
 """`fn(first_sample, n)` -> up to n int16 samples for mic samples first_sample.. (None: silence)."""
