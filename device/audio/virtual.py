@@ -42,10 +42,11 @@ class VirtualCardSettings:
 
     @property
     def frames_per_buffer(self) -> int:
-        n = self.sample_rate * self.buffer_ms / 1000
-        if abs(n - round(n)) > 1e-9 or n < 1:
-            raise ValueError(f"buffer_ms={self.buffer_ms} is not a whole number of samples")
-        return int(round(n))
+        """Whole samples, as a real sound card's buffer is: buffer_ms is rounded."""
+        n = round(self.sample_rate * self.buffer_ms / 1000)
+        if n < 1:
+            raise ValueError(f"buffer_ms={self.buffer_ms} is less than one sample at {self.sample_rate} Hz")
+        return int(n)
 
 
 class EarSpan(NamedTuple):
