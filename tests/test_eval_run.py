@@ -28,14 +28,9 @@ def module_broker(tmp_path_factory):
         yield b
 
 
-# A known engine/device issue (see the report): after an outage, a segment that was in flight when the
-# connection dropped is lost and the engine waits for its cursor forever. Kept as its own test.
-KNOWN_FLAKY = {"disconnect-reconnect-while-speaking"}
-
-
 @pytest.mark.broker
 def test_icp_passes_every_scenario(module_broker) -> None:
-    scenarios = [s for s in load_many([ROOT / "scenarios"]) if s.name not in KNOWN_FLAKY]
+    scenarios = load_many([ROOT / "scenarios"])
     results = run_all(scenarios, ["icp"], "text", module_broker.url, speed=SPEED, jobs=2)["icp"]
     failures = {r.report["name"]: r.failures for r in results if not r.passed}
     assert not failures, json.dumps(failures, indent=1)
