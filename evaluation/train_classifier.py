@@ -18,15 +18,19 @@ from .classify import load_examples
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_SET = Path(__file__).resolve().parents[1] / "data" / "classifier" / "interruptions-dev.jsonl"
-OWN_INTERRUPTIONS = ROOT / "data" / "classifier" / "interruptions-train.jsonl"
-OWN_NAVIGATION = ROOT / "data" / "classifier" / "navigation.jsonl"
+DATA = ROOT / "data" / "classifier"
+# Own data: interruptions-train.jsonl plus any further interruptions-*.jsonl (e.g. -extra), and
+# navigation*.jsonl; sorted so training order, and hence the weights, are deterministic. The dev set
+# is matched by the glob too but listed once, explicitly, below; holdout*/ folders are never read.
+OWN_INTERRUPTIONS = sorted(p for p in DATA.glob("interruptions-*.jsonl") if p.name != DEV_SET.name)
+OWN_NAVIGATION = sorted(DATA.glob("navigation*.jsonl"))
 WEIGHTS = ROOT / "icp" / "classifier" / "weights.json"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--interruptions", nargs="+", type=Path, default=[OWN_INTERRUPTIONS, DEV_SET])
-    parser.add_argument("--navigation", nargs="+", type=Path, default=[OWN_NAVIGATION])
+    parser.add_argument("--interruptions", nargs="+", type=Path, default=[*OWN_INTERRUPTIONS, DEV_SET])
+    parser.add_argument("--navigation", nargs="+", type=Path, default=OWN_NAVIGATION)
     parser.add_argument("--out", type=Path, default=WEIGHTS)
     args = parser.parse_args(argv)
     interruptions = [e for path in args.interruptions if path.exists() for e in load_examples(path)]
