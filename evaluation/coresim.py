@@ -180,7 +180,7 @@ class Sim:
         if interrupt if interrupt is not None else speaking:
             self.paused = True
             self.send(E.InterruptReported(self.now, uid, self.cursor()))
-        self.send(E.UtterancePartial(self.now, uid, text.split()[0]))
+        self.send(E.UtterancePartial(self.now, uid, (text.split() or [""])[0]))
         self.send(E.UtteranceFinal(self.now, uid, text))
         self.step()
 

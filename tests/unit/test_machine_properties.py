@@ -14,7 +14,7 @@ from icp import events as E
 from icp.context import strip_notes
 from icp.conversation import AssistantItem
 from icp.dispositions import Classification, Disposition
-from icp.machine import TRANSITIONS, State
+from icp.machine import TRANSITIONS, AutoResume, EngineSettings, State
 from icp.messages import Cursor, PlaybackEvent
 from evaluation.coresim import Sim
 
@@ -27,7 +27,7 @@ REPLIES = {
     "": "Sure, here is a short answer for you.",
 }
 SAYINGS = ["explain transformers", "what is attention", "okay go back", "uh huh", "stop",
-           "no I meant something else", "never mind", "tell me a joke"]
+           "no I meant something else", "never mind", "tell me a joke", "yes please", ""]
 ACTION = st.one_of(
     st.tuples(st.just("step"), st.integers(1, 40)),
     st.tuples(st.just("say"), st.integers(0, len(SAYINGS) - 1), st.sampled_from(list(Disposition))),
@@ -51,13 +51,14 @@ def check_context(sim: Sim, messages: list[dict[str, str]]) -> None:
     assert assistant_words(messages) == expected
 
 
-def run(actions: list[tuple], strategy: str = "icp") -> Sim:
+def run(actions: list[tuple], strategy: str = "icp", auto: AutoResume = AutoResume.AUTO) -> Sim:
     chosen: list[Disposition] = []
 
     def classify(req):
         return Classification(chosen.pop(0) if chosen else Disposition.NEW, 0.9)
 
-    sim = Sim(dict(REPLIES), classify, strategy_name=strategy)
+    sim = Sim(dict(REPLIES), classify, strategy_name=strategy,
+              settings=EngineSettings(auto_resume=auto, auto_resume_delay_s=1.0))
     sim.on_generation = lambda messages: check_context(sim, messages)
     cursors: list[tuple[Cursor, float]] = []  # what the device reported: cursor and audio queued
     for action in actions:
@@ -93,9 +94,9 @@ def run(actions: list[tuple], strategy: str = "icp") -> Sim:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(ACTION, min_size=1, max_size=25))
-def test_random_conversations_keep_the_heard_truth(actions):
-    sim = run([("say", 0, Disposition.NEW)] + actions)
+@given(st.lists(ACTION, min_size=1, max_size=25), st.sampled_from(list(AutoResume)))
+def test_random_conversations_keep_the_heard_truth(actions, auto):
+    sim = run([("say", 0, Disposition.NEW)] + actions, auto=auto)
     # At the end, a new request's context holds exactly the heard words.
     sim.run_until(lambda: sim.session.state in (State.IDLE, State.SPEAKING, State.THINKING), 60)
     if sim.session.state is State.IDLE:
