@@ -79,6 +79,7 @@ class EngineSettings:
     auto_resume: AutoResume = AutoResume.AUTO
     auto_resume_delay_s: float = 2.5
     interrupt_timeout_s: float = 8.0  # no final words after an interrupt: treat it as a backchannel
+    listen_timeout_s: float = 15.0  # a wake or words, then no final utterance: back to idle
     classify_timeout_s: float = 3.0
     bridge: str = "Right, as I was saying,"
     ask_phrase: str = "Shall I go back to what I was saying?"
@@ -112,6 +113,7 @@ class PendingSegment:
     samples: int = 0
     sample_rate: int = 0
     words: tuple[WordTiming, ...] = ()
+    attempts: int = 0
 
 
 @dataclass
@@ -216,11 +218,13 @@ class Session:
     # -- the user talking -------------------------------------------------------------------------
     def _on_WakeDetected(self, ev: E.WakeDetected) -> None:
         self.deadlines.pop("auto_resume", None)
+        self.deadlines["listen"] = ev.now + self.settings.listen_timeout_s
         self._goto(S.LISTENING)
 
     def _on_UtterancePartial(self, ev: E.UtterancePartial) -> None:
         self.deadlines.pop("auto_resume", None)
         if self.state in (S.IDLE, S.LISTENING):
+            self.deadlines["listen"] = ev.now + self.settings.listen_timeout_s
             self._goto(S.LISTENING)
         elif self.state in (S.THINKING, S.SPEAKING):
             # Speech the device did not flag as an interruption (no barge-in there): pause it now.
@@ -478,7 +482,7 @@ class Session:
         self._maybe_reply_done()
 
     def _maybe_reply_done(self) -> None:
-        if self.state is not S.SPEAKING or self.voice_item is None:
+        if self.state not in (S.SPEAKING, S.THINKING) or self.voice_item is None:
             return
         item = self.conv.item(self.voice_item)
         if not item.complete or item.text[item.segmented_chars :].strip():
@@ -556,11 +560,11 @@ class Session:
             self._ignore(ev, f"segment {ev.segment_id} is not being synthesised")
             self._emit(C.DiscardAudio((ev.segment_id,)))
             return
-        self.in_flight = None
         if len(ev.words) != len(split_words(seg.text)) or ev.samples <= 0:
-            self._ignore(ev, f"segment {ev.segment_id}: timings do not match its words; skipped")
             self._emit(C.DiscardAudio((ev.segment_id,)))
+            self._synthesis_failed(ev, "its word timings do not match its words")
             return
+        self.in_flight = None
         seg.samples, seg.sample_rate, seg.words = ev.samples, ev.sample_rate, tuple(ev.words)
         self.ready.append(seg)
 
@@ -568,8 +572,28 @@ class Session:
         if self.in_flight is None or self.in_flight.id != ev.segment_id:
             self._ignore(ev, f"segment {ev.segment_id} is not being synthesised")
             return
-        self._ignore(ev, f"segment {ev.segment_id} could not be synthesised: {ev.error}")
+        self._synthesis_failed(ev, ev.error)
+
+    def _synthesis_failed(self, ev: E.Event, why: str) -> None:
+        """Try once more; then the reply stops before this segment. Its words are never skipped over
+        (the heard timeline is a prefix: a later segment heard must not imply unspoken words heard)."""
+        seg = self.in_flight
+        assert seg is not None
         self.in_flight = None
+        if seg.attempts < 1:
+            seg.attempts += 1
+            self.to_synth.insert(0, seg)
+            self._ignore(ev, f"segment {seg.id} could not be synthesised ({why}); trying again")
+            return
+        self._ignore(ev, f"segment {seg.id} could not be synthesised ({why}); the reply stops before it")
+        item = self.conv.item(seg.item)
+        later = [s.id for s in self.to_synth if s.item == item.id]
+        self.to_synth = [s for s in self.to_synth if s.item != item.id]
+        if later:
+            self._emit(C.DiscardAudio(tuple(later)))
+        self._cancel_generation(item.id)
+        item.cut = True
+        item.segmented_chars = len(item.text)  # nothing more of it will be voiced
 
     # -- playback -------------------------------------------------------------------------------
     def _on_PlaybackReported(self, ev: E.PlaybackReported) -> None:
@@ -617,7 +641,8 @@ class Session:
     def _on_Tick(self, ev: E.Tick) -> None:
         pass
 
-    DEADLINE_STATES = {"interrupt": S.INTERRUPTED, "classify": S.CLASSIFYING, "auto_resume": S.IDLE}
+    DEADLINE_STATES = {"interrupt": S.INTERRUPTED, "classify": S.CLASSIFYING, "auto_resume": S.IDLE,
+                       "listen": S.LISTENING}
 
     def _check_deadlines(self) -> None:
         """Fire due timeouts. A deadline whose state has passed is dropped; while offline, it waits."""
@@ -635,6 +660,9 @@ class Session:
             if name == "interrupt":
                 self._apply(self.utterance_id or "timeout", "", Disposition.ABSORB, Disposition.ABSORB, 0.0,
                             "timeout", self.now)
+            elif name == "listen":
+                self._ignore("Tick", "listening timed out without a final utterance")
+                self._goto(S.IDLE)
             elif name == "classify":
                 fallback = Disposition.ABSORB if self.classify_speaking else Disposition.NEW
                 self._apply(self.classify_id or "timeout", self.classify_text, fallback, fallback, 0.0,

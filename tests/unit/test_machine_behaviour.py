@@ -132,3 +132,25 @@ def test_settings_are_checked():
         EngineSettings(heard_threshold=1.5)
     with pytest.raises(ValueError):
         replace(EngineSettings(), lookahead_ms=0)
+
+
+def test_a_segment_that_cannot_be_synthesised_is_retried_then_the_reply_stops_before_it():
+    """Its words are never skipped: a later segment heard must not make unspoken words count as heard."""
+    sim = Sim(dict(REPLIES), scripted(Disposition.NEW, Disposition.NEW))
+    failures = []
+    carry_out = sim.carry_out
+
+    def tts_down_for_the_first_segment(cmd):
+        if isinstance(cmd, C.Synthesise) and cmd.segment_id == 1:
+            failures.append(cmd.segment_id)
+            sim.send(E.SynthesisFailed(sim.now, cmd.segment_id, "tts down"))
+        else:
+            carry_out(cmd)
+
+    sim.carry_out = tts_down_for_the_first_segment
+    sim.say("tell me about tides")
+    sim.run_until(sim.idle)
+    item = next(e for e in sim.session.conv.log if isinstance(e, AssistantItem))
+    assert failures == [1, 1] and item.cut and item.heard == 0 and not sim.sent
+    sim.say("what else")
+    assert not [m for m in sim.llm_requests[-1] if m["role"] == "assistant" and "Tides" in m["content"]]

@@ -13,7 +13,7 @@ from icp import commands as C
 from icp import events as E
 from icp.context import strip_notes
 from icp.conversation import AssistantItem
-from icp.dispositions import Classification, Disposition
+from icp.dispositions import Classification, Disposition, Hint
 from icp.machine import TRANSITIONS, AutoResume, EngineSettings, State
 from icp.messages import Cursor, PlaybackEvent
 from evaluation.coresim import Sim
@@ -35,6 +35,12 @@ ACTION = st.one_of(
     st.tuples(st.just("dup_interrupt")),
     st.tuples(st.just("bogus")),
     st.tuples(st.just("disconnect"), st.integers(1, 20)),
+    st.tuples(st.just("hint_cancel")),
+    st.tuples(st.just("wake")),
+    st.tuples(st.just("partial_only")),
+    st.tuples(st.just("fail_generation")),
+    st.tuples(st.just("fail_synthesis")),
+    st.tuples(st.just("device_restart")),
 )
 
 
@@ -81,6 +87,30 @@ def run(actions: list[tuple], strategy: str = "icp", auto: AutoResume = AutoResu
             sim.send(E.Classified(sim.now, "nope", Disposition.BRANCH))
             sim.send(E.GenerationText(sim.now, "g999", "phantom words here"))
             sim.send(E.SegmentSynthesised(sim.now, 999, 100, 16000, ()))
+        elif kind == "hint_cancel":
+            uid = f"h{len(sim.log)}"
+            if sim.session.state.value in ("thinking", "speaking"):
+                sim.paused = True
+                sim.send(E.InterruptReported(sim.now, uid, sim.cursor(), Hint.CANCEL))
+            sim.send(E.UtteranceFinal(sim.now, uid, "", Hint.CANCEL))
+        elif kind == "wake":
+            sim.send(E.WakeDetected(sim.now))
+        elif kind == "partial_only":
+            sim.send(E.UtterancePartial(sim.now, f"p{len(sim.log)}", "hmm"))
+        elif kind == "fail_generation":
+            for gid in list(sim.gens):
+                sim.gens.pop(gid)
+                sim.send(E.GenerationFailed(sim.now, gid, "test: the endpoint went away"))
+        elif kind == "fail_synthesis":
+            while sim.synth:
+                cmd = sim.synth.pop(0)
+                sim.send(E.SynthesisFailed(sim.now, cmd.segment_id, "test: TTS crashed"))
+        elif kind == "device_restart":
+            sim.queue.clear()
+            sim.playing = None
+            sim.paused = False
+            sim.last_received, sim.hole = 0, False
+            sim.send(E.DeviceConnected(sim.now, new_session=True))
         elif kind == "disconnect":
             sim.send(E.DeviceDisconnected(sim.now))
             for _ in range(action[1]):
