@@ -38,6 +38,8 @@ def test_streams_deltas_and_records_the_request(srv) -> None:
     assert "".join(deltas) == "It is sunny and warm today."
     assert len(deltas) == len(split_chunks("It is sunny and warm today.")) > 3
     assert stream.finish_reason == "stop" and stream.closed and stream.first_token_at is not None
+    # the server records completion after its last write, which can be just after the client's last read
+    assert srv.wait_for(lambda s: s.requests and s.requests[0].completed, timeout=5)
     (req,) = srv.requests
     assert req.messages == msgs and req.model == "m1" and req.max_tokens == 64 and req.stream
     assert req.completed and not req.cancelled and srv.cancelled_count == 0
