@@ -31,14 +31,10 @@ class State(str, Enum):
     MUTED = "muted"
 
 
-# How the engine's `control.reason` names the disposition it applied (icp/machine.py):
-# resume "ABSORB"; flush "HOLD" (a BRANCH holds its thread); flush "STOP" (MODIFY or CANCEL: the
-# engine's reason does not tell them apart, so the device counts STOP as CANCEL). A reason that
-# names a disposition outright is taken as it is.
-DISPOSITION_OF_REASON = {
-    "ABSORB": "ABSORB", "BRANCH": "BRANCH", "HOLD": "BRANCH", "MODIFY": "MODIFY", "CANCEL": "CANCEL",
-    "STOP": "CANCEL",
-}
+# How the engine's `control.reason` names the disposition it applied (icp/machine.py): resume
+# "ABSORB"; flush "BRANCH", "MODIFY" or "CANCEL". Other flush reasons (RESEND, SYNC, RESTART) are not
+# dispositions.
+DISPOSITION_OF_REASON = {"ABSORB": "ABSORB", "BRANCH": "BRANCH", "MODIFY": "MODIFY", "CANCEL": "CANCEL"}
 
 
 # ---- events ----
@@ -510,8 +506,7 @@ class Machine:
                     out.append(CancelCapture(self.capture))
                     self.capture = None
                 self.state = State.IDLE
-            # Only a disposition for an interruption this device reported counts (the engine also
-            # flushes with HOLD when a restarted device had a reply playing).
+            # Only a disposition for an interruption this device reported counts.
             if disposition is not None and a in ("resume", "flush") and self._interrupt_open:
                 self._interrupt_open = False
                 out.append(SendEvent(f"interrupt_{disposition.lower()}"))

@@ -6,12 +6,9 @@ What is counted, exactly:
   button, and a wake word while speaking when `[wakeword] while_speaking` is on. Wakes ignored while
   muted or mid-reply are not counted.
 - `interruptions`: the dispositions the *engine* applied, as the device learns them from the
-  `control` that carries them out: `resume` with reason `ABSORB` -> ABSORB; `flush` with reason
-  `HOLD` -> BRANCH; `flush` with reason `STOP` -> CANCEL. The engine gives MODIFY and CANCEL the same
-  reason (`STOP`), so MODIFY stays 0 and CANCEL counts both, unless the engine names the
-  disposition itself in the reason (`BRANCH`, `MODIFY`, `CANCEL`), which is then taken as it is.
-  Only the first such control after an `interrupt` this device sent counts (a `flush HOLD` the engine
-  sends because a restarted device had a reply playing is not an interruption). Interruptions whose disposition never came back (the engine was offline, or the device was
+  `control` that carries them out: `resume` with reason `ABSORB`, `flush` with reason `BRANCH`,
+  `MODIFY` or `CANCEL` (the engine names the disposition; flushes for RESEND, SYNC or RESTART are
+  not interruptions). Only the first such control after an `interrupt` this device sent counts. Interruptions whose disposition never came back (the engine was offline, or the device was
   restarted) are not counted; `interrupts_sent` (not on the wire) counts every `interrupt` sent.
 - `cursor_lag_ms`: the largest delay, over the interval, between a playback report falling due on
   the stream clock (a segment's last sample reached the DAC, playback ran dry) and the device loop

@@ -319,7 +319,7 @@ def test_talk_button_wakes_and_long_press_cancels_with_a_hint(broker, rigs, pins
     assert utt["utterance_id"] == intr["utterance_id"] and intr["cursor"]["segment"] == 1
     assert app.playback.paused and len(up(engine, "wake")) == 1  # a long press never starts a turn
     # the engine holds a thread and goes idle: the orb shows the held thread
-    engine.send(Control("flush", "HOLD"))
+    engine.send(Control("flush", "BRANCH"))
     engine.seq += 1  # engine_state travels on down/state
     data = encode(Envelope("eng1", engine.seq, f"m{engine.seq}", EngineState("idle", 1)))
     engine.c.publish("segue/dev1/down/state", data, qos=1).wait_for_publish(5)
@@ -443,7 +443,7 @@ def test_telemetry_and_disposition_events_validate_with_the_codec(broker, rigs, 
     wait(app, lambda: app.state == m.State.SPEAKING and not app.playback.paused)
     app.inject_speech_onset()
     app.inject_text("wait, what is that")
-    engine.send(Control("flush", "HOLD"))
+    engine.send(Control("flush", "BRANCH"))
     wait(app, lambda: app.state == m.State.THINKING)
     settle(app, 1.2)
     wait(app, lambda: len(up(engine, "telemetry")) >= 2 and up(engine, "telemetry")[-1]["interruptions"]["BRANCH"])
@@ -618,9 +618,9 @@ def test_settings_parse_and_help_lists_every_section(tmp_path):
 def test_dispositions_count_only_after_an_interrupt_this_device_sent():
     mc = m.Machine()
     mc.handle(m.SegmentQueued(1), 0.0)
-    assert not [c for c in mc.handle(m.ControlReceived("flush", "HOLD"), 0.5) if isinstance(c, m.SendEvent)]
+    assert not [c for c in mc.handle(m.ControlReceived("flush", "RESTART"), 0.5) if isinstance(c, m.SendEvent)]
     mc.handle(m.SegmentQueued(2), 1.0)
     mc.handle(m.SpeechStarted(1.1), 1.2)
-    events = [c.event_type for c in mc.handle(m.ControlReceived("flush", "STOP"), 2.0) if isinstance(c, m.SendEvent)]
-    assert events == ["interrupt_cancel"]  # STOP: MODIFY or CANCEL, counted as CANCEL
+    events = [c.event_type for c in mc.handle(m.ControlReceived("flush", "CANCEL"), 2.0) if isinstance(c, m.SendEvent)]
+    assert events == ["interrupt_cancel"]
     assert not [c for c in mc.handle(m.ControlReceived("flush", "RESEND"), 2.5) if isinstance(c, m.SendEvent)]
