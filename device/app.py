@@ -57,7 +57,8 @@ def make_backend(audio: AudioSettings) -> AudioBackend:
         from device.audio.portaudio import PortAudioBackend, PortAudioSettings
 
         return PortAudioBackend(PortAudioSettings(audio.sample_rate, audio.buffer_ms, audio.input_device,
-                                                  audio.output_device))
+                                                  audio.output_device, duplex=audio.duplex,
+                                                  stall_s=audio.stall_s))
     raise ValueError(f"unknown audio backend {audio.backend!r} (portaudio, virtual)")
 
 
@@ -83,6 +84,7 @@ class DeviceApp:
         self._stopped = False
         self.sent: deque[object] = deque(maxlen=1000)  # bodies published (or that would have been, offline)
         self.restart_requested = False
+        self.exit_code: Optional[int] = None  # set when the machine gives up (a sound card that stays lost)
         self.on_restart: Optional[Callable[[], None]] = None  # called when a restart is requested
         self.errors: list[str] = []  # component failures (the orb shows `error`)
         self.telemetry = TelemetryCounters(config.telemetry.thermal_path)
@@ -116,7 +118,8 @@ class DeviceApp:
             mc.heartbeat_s, config.bargein.enabled, mc.listen_timeout_s, asr=self.asr is not None,
             wake_while_speaking=self.wakeword is not None and config.wakeword.while_speaking,
             end_silence_s=a.end_silence_ms / 1000, max_utterance_s=a.max_utterance_s,
-            min_speech_s=a.min_speech_ms / 1000, preroll_s=a.preroll_ms / 1000))
+            min_speech_s=a.min_speech_ms / 1000, preroll_s=a.preroll_ms / 1000,
+            audio_retry_s=config.audio.retry_s, audio_give_up_s=config.audio.give_up_s))
 
         # GPIO (optional)
         self.gpio = None
@@ -155,7 +158,7 @@ class DeviceApp:
         if self.link is not None:
             self.link.stop()
         if self.asr is not None:
-            self.asr.stop()
+            self.asr.stop(timeout=0.5)  # SIGTERM must end the process within a second, mid-decode too
         if self.gpio is not None:
             self.gpio.close()
             self.gpio = None
@@ -240,9 +243,12 @@ class DeviceApp:
 
     # ---- the audio callback: cheap, decides nothing ----
     def _audio(self, mic: np.ndarray, frames: int, times: StreamTimes):
-        pcm, spans = self.playback.render(frames, times.output_dac_time)
-        self.mic.played(pcm, times.output_dac_time)
-        self._mic_q.append((mic.copy(), times.input_adc_time))
+        # Output and input may come in separate calls (`device.audio.base`): either part may be empty.
+        pcm, spans = self.playback.render(frames, times.output_dac_time) if frames else (None, ())
+        if frames:
+            self.mic.played(pcm, times.output_dac_time)
+        if len(mic):
+            self._mic_q.append((mic.copy(), times.input_adc_time))
         return pcm, spans
 
     # ---- mic listeners (device loop thread, inside mic.capture) ----
@@ -273,6 +279,10 @@ class DeviceApp:
     # ---- the device loop ----
     def process(self) -> None:
         self._now = self.backend.time()
+        failure = self.backend.failure()
+        if failure is not None and self.machine.audio_error is None:
+            log.error("sound card lost: %s", failure)
+            self._dispatch(m.AudioLost(failure))
         while self._link_q:
             self._dispatch(self._link_q.popleft())
         while self._down_q:
@@ -387,7 +397,8 @@ class DeviceApp:
             report = PlaybackReport(PlaybackEvent(cmd.event), cursor, pb.queued_ms(self._now), self._now * 1000)
             self._send(report, qos=0 if cmd.event == "heartbeat" else 1)
         elif isinstance(cmd, m.SendState):
-            status = DeviceStatus.MUTED if cmd.muted else DeviceStatus(cmd.state.value)
+            status = (DeviceStatus.ERROR if cmd.error else DeviceStatus.MUTED if cmd.muted
+                      else DeviceStatus(cmd.state.value))
             self._send(DeviceState(status, cmd.muted, self._held_threads), retain=True)
         elif isinstance(cmd, m.SendHello):
             self._send(Hello(self.backend.sample_rate, self.capabilities(), self.config.device.software))
@@ -403,6 +414,13 @@ class DeviceApp:
                 self.asr.cancel(cmd.utterance_id)
             if self._capturing == cmd.utterance_id:
                 self._capturing = None
+        elif isinstance(cmd, m.ReopenAudio):
+            if self.backend.reopen():
+                self._dispatch(m.AudioRestored())
+        elif isinstance(cmd, m.ExitProcess):
+            log.error("exiting with %d: %s", cmd.code, cmd.reason)
+            self.exit_code = cmd.code
+            self._stop.set()
         elif isinstance(cmd, m.Restart):
             log.warning("restart requested")
             self.restart_requested = True
@@ -444,7 +462,7 @@ class DeviceApp:
     def orb_state(self) -> str:
         """What the orb shows: error > offline > muted > the device state (idle with held threads:
         branch_held). Values are `device.gpio.OrbState` names."""
-        if self.errors or (self.asr is not None and self.asr.error):
+        if self.errors or self.machine.audio_error or (self.asr is not None and self.asr.error):
             return "error"
         if self.link is not None and not self.machine.online:
             return "offline"

@@ -2,7 +2,8 @@
 
 Exit codes: 0 stopped (SIGTERM, Ctrl-C); 2 bad settings; `[device] restart_exit_code` (75) after a
 dashboard restart or a claim enrollment that may succeed later (systemd starts the process again);
-78 enrollment refused or credential unusable (a person has to act; the unit does not restart on it).
+78 enrollment refused or credential unusable (a person has to act; the unit does not restart on it);
+74 the sound card was lost and could not be reopened within [audio] give_up_s (systemd restarts it).
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ Settings (TOML, every key optional; flags below override the file; device/exampl
   [device]   id (^[a-z0-9][a-z0-9_-]{0,62}$), software; restart: what down/restart PRESS does:
              exit (default: exit with restart_exit_code (75), systemd starts it again) | exec (re-exec)
   [audio]    backend: portaudio (the sound card) | virtual (simulated card, for demos and tests);
-             sample_rate (16000), buffer_ms (20), input_device / output_device (PortAudio indices);
+             sample_rate (16000; any 8000..48000, the mic path resamples to 16 kHz), buffer_ms (20),
+             input_device / output_device (PortAudio indices); duplex: separate (default: input and
+             output streams of their own, no capture lag) | full; stall_s (2: no audio callback this
+             long = card lost), retry_s (1: reopen attempts), give_up_s (30: then exit 74);
              virtual only: output_latency_ms (100), jitter_ms (0), echo_gain (0), echo_delay_ms (20), seed
   [aec]      backend: speex (libspeexdsp, default) | webrtc (aec-audio-processing) | none;
              frame_ms (10), filter_ms (200: echo tail modelled), ref_lead_ms (10)
@@ -147,6 +151,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         pass
     finally:
         app.stop()
+    if app.exit_code is not None:  # the sound card stayed lost: systemd restarts us
+        return app.exit_code
     if app.restart_requested:
         logging.getLogger("segue-device").warning("restarting (%s)", cfg.device.restart)
         if cfg.device.restart == "exec":

@@ -73,6 +73,10 @@ class AudioSettings:
     echo_delay_ms: float = 20.0
     seed: int = 0
     realtime: bool = True              # virtual card paced by the wall clock under the CLI
+    duplex: str = "separate"           # portaudio: separate input/output streams | full (one stream)
+    stall_s: float = 2.0               # portaudio: no audio callback this long = the card is gone
+    retry_s: float = 1.0               # a lost card is reopened this often...
+    give_up_s: float = 30.0            # ...and the process exits 74 (systemd restarts it) after this long
 
 
 @dataclass(frozen=True)
@@ -166,8 +170,11 @@ def _check(cfg: DeviceConfig) -> DeviceConfig:
         raise ValueError(f"[asr] backend must be one of {', '.join(ASR_BACKENDS)}, got {cfg.asr.backend!r}")
     if cfg.device.restart not in ("exit", "exec"):
         raise ValueError(f"[device] restart must be exit or exec, got {cfg.device.restart!r}")
-    if (cfg.wakeword.enabled or cfg.asr.enabled) and cfg.audio.sample_rate != 16000:
-        raise ValueError("the wake word and ASR models need [audio] sample_rate = 16000")
+    if not 8000 <= cfg.audio.sample_rate <= 48000:
+        raise ValueError(f"[audio] sample_rate must be 8000..48000 (the mic path resamples to 16 kHz), "
+                         f"got {cfg.audio.sample_rate}")
+    if cfg.audio.duplex not in ("separate", "full"):
+        raise ValueError(f"[audio] duplex must be separate or full, got {cfg.audio.duplex!r}")
     if cfg.telemetry.interval_s < 0:
         raise ValueError("[telemetry] interval_s must be >= 0")
     return cfg

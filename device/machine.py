@@ -148,11 +148,22 @@ class RestartRequested:
 
 
 @dataclass(frozen=True)
+class AudioLost:
+    """The sound card stopped working (the backend's `failure()`)."""
+    reason: str
+
+
+@dataclass(frozen=True)
+class AudioRestored:
+    """A reopen succeeded: the card works again."""
+
+
+@dataclass(frozen=True)
 class Tick:
     pass
 
 
-Event = Union[SpeechStarted, SpeechEnded, WakeDetected, TextHeard, AsrPartial, AsrFinal, AsrFailed, TalkPressed,
+Event = Union[AudioLost, AudioRestored, SpeechStarted, SpeechEnded, WakeDetected, TextHeard, AsrPartial, AsrFinal, AsrFailed, TalkPressed,
               CancelPressed, SegmentQueued, SegmentFinished, PlaybackIdle, SegmentsDropped, ControlReceived,
               EngineStateReceived, LinkUp, LinkDown, MuteSet, RestartRequested, Tick]
 
@@ -205,6 +216,7 @@ class SendPlayback:
 class SendState:
     state: State
     muted: bool
+    error: bool = False  # the sound card is gone: the wire status is `error`
 
 
 @dataclass(frozen=True)
@@ -242,7 +254,19 @@ class Restart:
     """Restart the process cleanly (dashboard `down/restart`)."""
 
 
-Command = Union[PausePlayback, ResumePlayback, FlushPlayback, SendInterrupt, SendUtterance, SendWake,
+@dataclass(frozen=True)
+class ReopenAudio:
+    """Try to open the sound card again (an `AudioRestored` follows if it works)."""
+
+
+@dataclass(frozen=True)
+class ExitProcess:
+    """Give up: exit with `code` so that the service manager restarts the process."""
+    code: int
+    reason: str
+
+
+Command = Union[ReopenAudio, ExitProcess, PausePlayback, ResumePlayback, FlushPlayback, SendInterrupt, SendUtterance, SendWake,
                 SendPlayback, SendState, SendHello, SendEvent, StartCapture, FinishCapture, CancelCapture, Restart]
 
 
@@ -257,6 +281,9 @@ class MachineSettings:
     max_utterance_s: float = 15.0   # a capture is finished after this long whatever the VAD says
     min_speech_s: float = 0.3       # speech shorter than this after a wake is the wake word's tail
     preroll_s: float = 0.3          # audio before an onset handed to the recogniser
+    audio_retry_s: float = 1.0      # a lost sound card is reopened this often...
+    audio_give_up_s: float = 30.0   # ...and the process exits (for systemd to restart it) after this long
+    audio_exit_code: int = 74       # EX_IOERR
 
 
 @dataclass
@@ -278,14 +305,43 @@ class Machine:
     _silence_since: Optional[float] = None  # end of the user's last speech in the capture
     _spoke: bool = False
     _interrupt_open: bool = False  # an interrupt was sent and its disposition has not come back
+    audio_error: Optional[str] = None  # why the sound card is not working (None: it works)
+    _audio_lost_since: float = 0.0
+    _audio_retry_at: float = 0.0
 
     def handle(self, event: Event, now: float) -> list[Command]:
         out: list[Command] = []
-        before = (self.state, self.muted)
+        before = (self.state, self.muted, self.audio_error is None)
         self._handle(event, now, out)
-        if (self.state, self.muted) != before:
-            out.append(SendState(self.state, self.muted))
+        if (self.state, self.muted, self.audio_error is None) != before:
+            out.append(SendState(self.state, self.muted, self.audio_error is not None))
         return out
+
+    def _audio(self, ev: Event, now: float, out: list[Command]) -> None:
+        """A card that is gone: report it, drop what was in progress, retry, give up after a while."""
+        st = self.settings
+        if isinstance(ev, AudioLost):
+            if self.audio_error is not None:
+                return
+            self.audio_error = ev.reason
+            self._audio_lost_since = now
+            self._audio_retry_at = now + st.audio_retry_s
+            self._abandon_utterance(out)
+            self.state = State.IDLE
+            out.append(SendEvent("audio_lost"))
+        elif isinstance(ev, AudioRestored):
+            if self.audio_error is None:
+                return
+            self.audio_error = None
+            out.append(SendEvent("audio_restored"))
+            out.append(SendPlayback("heartbeat"))
+        elif isinstance(ev, Tick) and self.audio_error is not None:
+            if now - self._audio_lost_since >= st.audio_give_up_s:
+                out.append(ExitProcess(st.audio_exit_code, f"sound card lost for {now - self._audio_lost_since:.0f} s: "
+                                       f"{self.audio_error}"))
+            elif now >= self._audio_retry_at:
+                self._audio_retry_at = now + st.audio_retry_s
+                out.append(ReopenAudio())
 
     def _new_utterance(self, now: float) -> str:
         self._utterances += 1
@@ -357,10 +413,14 @@ class Machine:
 
     def _handle(self, ev: Event, now: float, out: list[Command]) -> None:
         s = self.state
+        if isinstance(ev, (AudioLost, AudioRestored)) or (isinstance(ev, Tick) and self.audio_error is not None):
+            self._audio(ev, now, out)
+            if not isinstance(ev, Tick):
+                return
         if isinstance(ev, LinkUp):
             self.online = True
             out.append(SendHello())
-            out.append(SendState(self.state, self.muted))
+            out.append(SendState(self.state, self.muted, self.audio_error is not None))
             out.append(SendPlayback("heartbeat"))  # the cursor as it stands after an outage
         elif isinstance(ev, LinkDown):
             self.online = False  # playback goes on from the buffer

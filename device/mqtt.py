@@ -80,7 +80,7 @@ class DeviceLink:
     def stop(self) -> None:
         try:
             if self.connected.is_set():
-                self._client.publish(self.topics.status(self.device_id), b"offline", qos=1, retain=True).wait_for_publish(2)
+                self._client.publish(self.topics.status(self.device_id), b"offline", qos=1, retain=True).wait_for_publish(0.5)
         except (RuntimeError, ValueError):
             pass
         self._client.disconnect()

@@ -8,7 +8,8 @@ the device's Last Will). Components:
   `<root>/<id>/up/telemetry` (`uptime_s`, `cpu_temp_c`, `wake_count`, `interruptions.<KIND>`,
   `cursor_lag_ms`, `rtt_ms`);
 - an event entity on `<root>/<id>/up/event`, JSON `{"event_type": "wake" | "interrupt_branch" |
-  "interrupt_modify" | "interrupt_cancel" | "interrupt_absorb"}` (not retained, QoS 0 or 1);
+  "interrupt_modify" | "interrupt_cancel" | "interrupt_absorb" | "audio_lost" | "audio_restored"}` (the
+  wire's `EventType`; not retained, QoS 0 or 1);
 - a mute switch: command `<root>/<id>/down/mute` payload `ON`/`OFF`, state from up/state `muted`;
 - a restart button: command `<root>/<id>/down/restart` payload `PRESS`.
 
@@ -21,10 +22,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from icp.messages import EventType
+
 DISCOVERY_PREFIX = "homeassistant"
 HA_STATUS_TOPIC = f"{DISCOVERY_PREFIX}/status"
 INTERRUPTION_KINDS = ("BRANCH", "MODIFY", "CANCEL", "ABSORB")
-EVENT_TYPES = ("wake",) + tuple(f"interrupt_{k.lower()}" for k in INTERRUPTION_KINDS)
+EVENT_TYPES = tuple(e.value for e in EventType)
 
 
 @dataclass(frozen=True)

@@ -285,7 +285,8 @@ def test_mute_by_button_and_by_dashboard_stops_wake_and_asr(broker, rigs, pins, 
     wait(app, lambda: last_state()["muted"] is False)
     detector.reset()
     hey_jarvis(card)
-    wait(app, lambda: up(engine, "wake"), sim_s=4)
+    # the capture opens on the recogniser's worker thread: wait for it, not just for the wake message
+    wait(app, lambda: up(engine, "wake") and asr.starts == 1, sim_s=4)
     assert app.gpio.orb_state == "listening" and asr.starts == 1
 
     # muting mid-utterance drops the capture and closes the utterance empty

@@ -1,7 +1,8 @@
 """PortAudioBackend on a real clocked device: a private PulseAudio (null sink, pipe-source "mic").
 
 This machine has no sound card, so the test starts its own PulseAudio (tests/support/pulse.py) and
-PortAudio reaches it through ALSA's pulse plugin. One full-duplex session, shared by the tests:
+PortAudio reaches it through ALSA's pulse plugin. One session (input and output on separate
+streams, as the device runs them), shared by the tests:
 
   ~0.5 s running silence, then a 2 s 440 Hz segment queued on a `Playback` that the backend's
   callback renders; ~1.2 s later `pause()`; then ~0.6 s paused. The "mic" is fed a 1 kHz tone.
@@ -48,8 +49,18 @@ class Call:
 
 
 @dataclass
+class MicCall:
+    wall: float
+    seen: float           # backend.time() when the callback ran: when the device has the buffer
+    input_adc_time: float
+    current_time: float
+    mic: np.ndarray
+
+
+@dataclass
 class Session:
-    calls: list = field(default_factory=list)
+    calls: list = field(default_factory=list)     # output callbacks
+    mics: list = field(default_factory=list)      # input callbacks
     playing: list = field(default_factory=list)   # (wall, stream time, heard cursor sample) while playing
     paused: list = field(default_factory=list)    # (wall, stream time, cursor) after pause()
     pause_cursor: object = None
@@ -60,6 +71,7 @@ class Session:
     underflows: int = 0
     overflows: int = 0
     first_callback_after_s: float = 0.0
+    steady_from: int = 5                          # first output call after the start-up stall
 
 
 def _tone(hz: float, seconds: float, amp: float = 0.3) -> np.ndarray:
@@ -96,6 +108,12 @@ def session(pulse) -> Session:
     playback = Playback(PlaybackSettings(sample_rate=SR))
 
     def callback(mic, frames, times):
+        # Input and output come in separate calls (separate streams): one part is empty.
+        if len(mic):
+            s.mics.append(MicCall(time.monotonic(), backend.time(), times.input_adc_time, times.current_time,
+                                  mic.copy()))
+        if not frames:
+            return None
         pcm, spans = playback.render(frames, times.output_dac_time)
         s.calls.append(Call(time.monotonic(), frames, times.input_adc_time, times.current_time,
                             times.output_dac_time, mic.copy(), tuple(spans)))
@@ -115,6 +133,13 @@ def session(pulse) -> Session:
                 pytest.fail(f"no PortAudio callback within {FIRST_CALLBACK_TIMEOUT_S}s of start on PulseAudio "
                             f"{pulse.server}; pulse log tail:\n{pulse.log()[-2000:]}", pytrace=False)
             s.first_callback_after_s = s.calls[0].wall - t_start
+            # PortAudio's ALSA output on PulseAudio prefills, then stalls 1-1.5 s once: wait it out.
+            while time.monotonic() - t_start < FIRST_CALLBACK_TIMEOUT_S:
+                recent = [c.wall for c in s.calls[-10:]]
+                if len(recent) == 10 and max(np.diff(recent)) < 0.05:
+                    break
+                time.sleep(0.01)
+            s.steady_from = len(s.calls)
             time.sleep(WARMUP_S)
 
             tone = _tone(TONE_HZ, SEGMENT_S)
@@ -149,7 +174,7 @@ def session(pulse) -> Session:
 
 
 def _steady(s: Session) -> list[Call]:
-    return s.calls[5:]  # the first buffers follow the start-up stall
+    return s.calls[s.steady_from:]  # the first buffers follow the start-up stall
 
 
 def test_callbacks_real_time_with_dac_time_ahead(session: Session):
@@ -229,13 +254,21 @@ def test_playback_cursor_real_time_and_pause(session: Session):
 
 
 def test_mic_frames_with_adc_time(session: Session):
-    calls = _steady(session)
+    t_steady = session.calls[session.steady_from].wall
+    calls = [c for c in session.mics if c.wall >= t_steady]
+    assert len(calls) > 50, f"only {len(calls)} mic callbacks"
     adc = np.array([c.input_adc_time for c in calls])
     cur = np.array([c.current_time for c in calls])
     lag = cur - adc
     print(f"\n[portaudio] input_adc_time behind current_time: mean {lag.mean() * 1000:.0f} ms, "
           f"min {lag.min() * 1000:.0f} ms, max {lag.max() * 1000:.0f} ms "
           f"(first callback came {session.first_callback_after_s * 1000:.0f} ms after start)")
+    # Capture delay: a full-duplex ALSA stream on PulseAudio delivered mic audio ~1.7 s after its
+    # ADC time; separate input and output streams deliver it within a few buffers.
+    p95 = float(np.percentile(lag, 95))
+    print(f"[portaudio] capture delay (callback - ADC time) p95 {p95 * 1000:.0f} ms")
+    assert p95 < 0.15, f"mic buffers reach the device {p95 * 1000:.0f} ms (p95) after capture"
+    assert lag.max() < 1.0, f"a mic buffer reached the device {lag.max():.2f} s after capture"
 
     assert all(len(c.mic) == FPB for c in calls), "mic buffers of the wrong size"
     assert (adc > 0).all(), "input_buffer_adc_time missing (0.0)"
@@ -243,7 +276,6 @@ def test_mic_frames_with_adc_time(session: Session):
     step = np.median(np.diff(adc))
     assert abs(step - FPB / SR) < 0.0005, f"input_adc_time advances {step * 1000:.2f} ms per buffer"
     assert (lag >= 0).all(), "a mic buffer captured after the callback ran"
-    assert lag.max() < 3.0, f"mic lags {lag.max():.2f} s"
     # The buffers carry what the pipe source was fed: a 1 kHz tone.
     mic = np.concatenate([c.mic for c in calls[-50:]]).astype(np.float64)
     rms = np.sqrt(np.mean(mic ** 2))

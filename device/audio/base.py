@@ -4,6 +4,11 @@ The backend owns the clock. Once per buffer it calls `callback(mic, frames, time
 the callback returns. `times.output_dac_time` is the stream time at which the first returned sample
 reaches the DAC: the heard cursor is built on it, never on wall-clock guesses.
 
+A backend whose input and output run on separate streams (PortAudio by default) calls the callback
+twice per period: with `frames` output frames and an empty `mic`, and with the captured `mic` and
+`frames == 0` (its return value is then ignored). `times.input_adc_time` always belongs to `mic[0]`
+and `times.output_dac_time` to the first returned sample; both are on the backend's clock (`time()`).
+
 A callback may return either the speaker PCM alone or `(pcm, spans)`, where `spans` says which
 segment samples the buffer carries (provenance). Backends that can observe the "ear" (the virtual
 card) record it; PortAudio ignores it.
@@ -11,7 +16,7 @@ card) record it; PortAudio ignores it.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Protocol, Sequence, Union
+from typing import Callable, NamedTuple, Optional, Protocol, Sequence, Union
 
 import numpy as np
 
@@ -49,6 +54,14 @@ class AudioBackend(Protocol):
 
     def time(self) -> float:
         """The stream clock now (seconds), the same clock as `StreamTimes`."""
+        ...
+
+    def failure(self) -> Optional[str]:
+        """Why the card stopped working (None while it works). The device polls it."""
+        ...
+
+    def reopen(self) -> bool:
+        """Try to open the card again after a failure; True once it works."""
         ...
 
 

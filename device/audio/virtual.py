@@ -201,6 +201,13 @@ class VirtualCard:
         """Stream time now: the nominal time of the last callback."""
         return self._buffers * self.frames_per_buffer / self.sample_rate
 
+    def failure(self) -> Optional[str]:
+        """The virtual card never fails."""
+        return None
+
+    def reopen(self) -> bool:
+        return True
+
     # -- mic input --
     def _at(self, at_s: Optional[float]) -> int:
         return self._buffers * self.frames_per_buffer if at_s is None else int(round(at_s * self.sample_rate))

@@ -115,6 +115,8 @@ class EventType(StrEnum):
     INTERRUPT_MODIFY = "interrupt_modify"
     INTERRUPT_CANCEL = "interrupt_cancel"
     INTERRUPT_ABSORB = "interrupt_absorb"
+    AUDIO_LOST = "audio_lost"          # the sound card stopped working (the device retries, then exits)
+    AUDIO_RESTORED = "audio_restored"  # it works again
 
 
 @dataclass(frozen=True, slots=True)
