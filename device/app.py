@@ -107,9 +107,9 @@ class DeviceApp:
         # recognise) on a virtual card not paced by the wall clock; real time never waits.
         self.asr_lockstep = isinstance(self.backend, VirtualCard) and not self.backend.realtime
         self._ring: deque[tuple[float, np.ndarray]] = deque()
-        self._ring_s = max(0.5, config.asr.preroll_ms / 1000 + 0.2)
-        if (self.wakeword is not None or self.asr is not None) and sr != 16000:
-            raise ValueError("the wake word and ASR models need a 16 kHz sample rate")
+        # Enough for a question that began before the wake word was detected (see the machine's
+        # `wake_question_gap_s`), plus the pre-roll.
+        self._ring_s = max(3.0, config.asr.preroll_ms / 1000 + 0.2)
         if self.wakeword is not None or self.asr is not None:
             self.mic.listeners.append(self._on_clean)
 
@@ -264,11 +264,14 @@ class DeviceApp:
             gap = self._wake_last_t is None or t - self._wake_last_t > 0.2
             if gap:
                 self.wakeword.reset()  # stale model state from before the pause
-            self._wake_last_t = t + len(clean) / self.backend.sample_rate
+            self._wake_last_t = t + len(clean) / self.mic.sample_rate  # the mic path's rate, not the card's
             det = self.wakeword.feed(clean)
             if det is not None:
                 log.info("wake word %s (score %.2f)", det.model, det.score)
-                self._pending.append(m.WakeDetected("wake_word", round(min(1.0, max(0.0, float(det.score))), 4)))
+                # `at`: the audio time the wake word was detected at (the end of this frame). The loop
+                # may run behind the audio; the capture must start where the wake word ended, not now.
+                self._pending.append(m.WakeDetected("wake_word", round(min(1.0, max(0.0, float(det.score))), 4),
+                                                    at=self._wake_last_t))
         if self._capturing is not None and self.asr is not None:
             self.asr.feed(self._capturing, clean)
 
@@ -433,7 +436,7 @@ class DeviceApp:
             return
         self.asr.begin(uid)
         self._capturing = uid
-        sr = self.backend.sample_rate
+        sr = self.mic.sample_rate  # the ring holds the mic path's 16 kHz audio, whatever the card's rate
         for t, pcm in self._ring:  # pre-roll: the audio since `from_s` the mic path already cleaned
             end = t + len(pcm) / sr
             if end <= from_s:

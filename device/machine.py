@@ -52,6 +52,7 @@ class SpeechEnded:
 class WakeDetected:
     source: str = "wake_word"  # wake_word | button
     score: Optional[float] = None
+    at: Optional[float] = None  # audio time of the detection (None: now, as for a button)
 
 
 @dataclass(frozen=True)
@@ -281,6 +282,8 @@ class MachineSettings:
     max_utterance_s: float = 15.0   # a capture is finished after this long whatever the VAD says
     min_speech_s: float = 0.3       # speech shorter than this after a wake is the wake word's tail
     preroll_s: float = 0.3          # audio before an onset handed to the recogniser
+    wake_question_gap_s: float = 1.5  # a speech run that began within this of the wake phrase's end,
+    #                                   still going at the detection, is the question: captured whole
     audio_retry_s: float = 1.0      # a lost sound card is reopened this often...
     audio_give_up_s: float = 30.0   # ...and the process exits (for systemd to restart it) after this long
     audio_exit_code: int = 74       # EX_IOERR
@@ -306,6 +309,8 @@ class Machine:
     _spoke: bool = False
     _interrupt_open: bool = False  # an interrupt was sent and its disposition has not come back
     audio_error: Optional[str] = None  # why the sound card is not working (None: it works)
+    _speech_on: Optional[float] = None   # onset of the VAD's speech run in progress (None: silence)
+    _speech_off: Optional[float] = None  # end of the last finished speech run
     _audio_lost_since: float = 0.0
     _audio_retry_at: float = 0.0
 
@@ -398,7 +403,11 @@ class Machine:
         if self.state in (State.LISTENING, State.IDLE):
             self.state = State.THINKING if text.strip() else State.IDLE
 
-    def _wake(self, source: str, score: Optional[float], now: float, out: list[Command]) -> None:
+    def _wake(self, source: str, score: Optional[float], now: float, out: list[Command],
+              at: Optional[float] = None) -> None:
+        """Listen from the wake word's detection on: `at` is its audio time, earlier than `now` when the
+        loop runs behind the audio (a loaded CPU); starting the capture at `now` would cut off the
+        first words of a question said right after the wake word."""
         self.state = State.LISTENING
         self._listen_since = now
         self.utterance_id = None
@@ -409,7 +418,18 @@ class Machine:
         out.append(SendEvent("wake"))
         if self.settings.asr:
             self._new_utterance(now)
-            self._start_capture(now, now, out, speech_at=None)
+            start = now if at is None else min(now, at)
+            speech_at = None
+            on, off = self._speech_on, self._speech_off
+            if (at is not None and on is not None and off is not None and on > off
+                    and at - off <= self.settings.wake_question_gap_s):
+                # The detector fired after the wake phrase had ended and a new run had begun: the
+                # question is already under way. Start at its onset (with pre-roll, never reaching
+                # back into the wake phrase), as it counts as the user's speech.
+                start = max(off, on - self.settings.preroll_s)
+                speech_at = on
+            self._start_capture(start, now, out, speech_at=speech_at)
+            self._capture_since = start  # audio time: SpeechEnded.at is compared with it
 
     def _handle(self, ev: Event, now: float, out: list[Command]) -> None:
         s = self.state
@@ -417,6 +437,10 @@ class Machine:
             self._audio(ev, now, out)
             if not isinstance(ev, Tick):
                 return
+        if isinstance(ev, SpeechStarted):
+            self._speech_on = ev.at
+        elif isinstance(ev, SpeechEnded):
+            self._speech_on, self._speech_off = None, ev.at
         if isinstance(ev, LinkUp):
             self.online = True
             out.append(SendHello())
@@ -471,7 +495,7 @@ class Machine:
                     out.append(SendEvent("wake"))
                     self._barge_in(now, now, out)
                 return
-            self._wake(ev.source, ev.score, now, out)
+            self._wake(ev.source, ev.score, now, out, ev.at)
         elif isinstance(ev, TalkPressed):
             if self.muted or s == State.PAUSED:
                 return

@@ -1,6 +1,7 @@
 """`segue-bench`: cost and latency numbers measured on this machine with the real models.
 
     segue-bench device [--json OUT]
+    segue-bench device --live [--duplex separate|full|both] [--trials N] [--json OUT]
     segue-bench server [--tts espeak|piper] [--runs N] [--json OUT]
 
 `device` measures the always-on mic path (AEC + VAD + wake word) in CPU seconds per audio second,
@@ -173,6 +174,17 @@ def cpu_per_audio_second(seconds: float = 20.0, use_wakeword: bool = True) -> di
 
 
 def cmd_device(args: argparse.Namespace) -> dict:
+    if args.live:
+        from evaluation import bench_live
+
+        modes = ("full", "separate") if args.duplex == "both" else (args.duplex,)
+        report = {}
+        for mode in modes:  # side by side in one run: the capture delay a full-duplex stream costs
+            print(f"[bench] device on PulseAudio, {mode} duplex, {args.trials} trials ...", file=sys.stderr,
+                  flush=True)
+            report[mode] = bench_live.run(trials=args.trials, echo_gain=args.echo_gain, duplex=mode, aec=args.aec,
+                                          progress=lambda line: print(line, file=sys.stderr, flush=True))
+        return {"live": report}
     cpu = cpu_per_audio_second(args.seconds, use_wakeword=not args.no_wakeword)
     trials = bargein_suite(aec_backend=args.aec)
     summary = summarize_bargein(trials)
@@ -194,6 +206,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     dev.add_argument("--aec", default="speex", choices=("speex", "webrtc", "none"), help="echo canceller")
     dev.add_argument("--no-wakeword", action="store_true", help="leave the wake word out of the CPU figure")
     dev.add_argument("--verbose", action="store_true", help="include every barge-in trial")
+    dev.add_argument("--live", action="store_true",
+                     help="instead: the device on PortAudio over a private PulseAudio; capture delay, output "
+                          "latency and barge-in stop measured from parec recordings of the speaker and the mic")
+    dev.add_argument("--duplex", default="both", choices=("separate", "full", "both"),
+                     help="--live: PortAudio stream layout (both: side by side in one run)")
+    dev.add_argument("--trials", type=int, default=6, help="--live: trials per layout")
+    dev.add_argument("--echo-gain", type=float, default=0.3, help="--live: speaker-to-mic echo level")
     dev.set_defaults(func=cmd_device)
     from evaluation import bench_server
 

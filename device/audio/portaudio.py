@@ -70,6 +70,10 @@ class _Clock:
     def now(self) -> float:
         return time.monotonic() - self._mono0
 
+    def to_monotonic(self, t: float) -> float:
+        """`time.monotonic()` at our time t (benchmarks compare with recordings on that clock)."""
+        return self._mono0 + t
+
 
 @contextlib.contextmanager
 def _host_api_chatter_to_debug() -> Iterator[None]:
