@@ -1,6 +1,7 @@
 """Device settings: one TOML file, frozen dataclasses, every field with a default.
 
-    [mqtt]     host, port, username, password, ca, cert, key, client_id, topic_root, keepalive_s
+    [mqtt]     host, port, tls, username, password, ca, cert, key, client_id, topic_root, keepalive_s,
+               reconnect_min_s, reconnect_max_s (`icp.settings.MqttSettings`, the engine's type too)
     [device]   id, software, restart ("exit" | "exec"), restart_exit_code
     [audio]    backend ("portaudio" | "virtual"), sample_rate, buffer_ms, input_device, output_device,
                plus the virtual card's output_latency_ms, jitter_ms, echo_gain, echo_delay_ms, seed
@@ -25,31 +26,17 @@ built in code (the evaluation harness, tests) is the cheap text-mode device; a P
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
-from urllib.parse import urlparse
 
 from device.aec import AecSettings
 from device.bargein import BargeInSettings
 from device.vad import VadSettings
+from icp.settings import MqttSettings, SettingsError, apply_broker_url
+from tomlsettings import read_toml, structure
 
-
-@dataclass(frozen=True)
-class MqttSettings:
-    host: str = "localhost"
-    port: int = 1883
-    username: Optional[str] = None
-    password: Optional[str] = field(default=None, repr=False)  # never in a log line
-    ca: Optional[str] = None      # CA file: enables TLS
-    cert: Optional[str] = None    # client certificate (TLS client auth)
-    key: Optional[str] = None
-    client_id: Optional[str] = None  # MQTT client id; default "segue-<device id>"
-    topic_root: str = "segue"
-    keepalive_s: int = 30
-    reconnect_min_s: float = 1.0
-    reconnect_max_s: float = 30.0
+__all__ = ["DeviceConfig", "MqttSettings", "SettingsError", "from_dict", "load", "with_broker"]
 
 
 @dataclass(frozen=True)
@@ -167,55 +154,34 @@ class DeviceConfig:
 
 def _check(cfg: DeviceConfig) -> DeviceConfig:
     if cfg.asr.backend not in ASR_BACKENDS:
-        raise ValueError(f"[asr] backend must be one of {', '.join(ASR_BACKENDS)}, got {cfg.asr.backend!r}")
+        raise SettingsError(f"[asr] backend must be one of {', '.join(ASR_BACKENDS)}, got {cfg.asr.backend!r}")
     if cfg.device.restart not in ("exit", "exec"):
-        raise ValueError(f"[device] restart must be exit or exec, got {cfg.device.restart!r}")
+        raise SettingsError(f"[device] restart must be exit or exec, got {cfg.device.restart!r}")
     if not 8000 <= cfg.audio.sample_rate <= 48000:
-        raise ValueError(f"[audio] sample_rate must be 8000..48000 (the mic path resamples to 16 kHz), "
+        raise SettingsError(f"[audio] sample_rate must be 8000..48000 (the mic path resamples to 16 kHz), "
                          f"got {cfg.audio.sample_rate}")
     if cfg.audio.duplex not in ("separate", "full"):
-        raise ValueError(f"[audio] duplex must be separate or full, got {cfg.audio.duplex!r}")
+        raise SettingsError(f"[audio] duplex must be separate or full, got {cfg.audio.duplex!r}")
     if cfg.telemetry.interval_s < 0:
-        raise ValueError("[telemetry] interval_s must be >= 0")
+        raise SettingsError("[telemetry] interval_s must be >= 0")
     return cfg
 
 
-def _section(cls: type, data: dict[str, Any], name: str) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - known
-    if unknown:
-        raise ValueError(f"[{name}]: unknown setting(s) {', '.join(sorted(unknown))}")
-    if cls is VadSettings and data.get("silero_model"):
-        data = {**data, "silero_model": Path(data["silero_model"])}
-    data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    if cls is GpioConfig:  # TOML has no null: [] / -1 switch a part off
-        data = {k: (None if v in ((), -1) else v) for k, v in data.items()}
-    return cls(**data)
-
-
 def from_dict(doc: dict[str, Any]) -> DeviceConfig:
-    sections = {f.name: f for f in dataclasses.fields(DeviceConfig)}
-    unknown = set(doc) - set(sections)
-    if unknown:
-        raise ValueError(f"unknown section(s) {', '.join(sorted(unknown))}")
-    kw = {}
-    for name, f in sections.items():
-        cls = f.default_factory  # type: ignore[misc]
-        kw[name] = _section(cls, dict(doc.get(name, {})), name)
-    return _check(DeviceConfig(**kw))
+    """Settings from a parsed TOML document (`tomlsettings`: unknown keys and bad values fail here,
+    naming the key)."""
+    doc = dict(doc)
+    if isinstance(doc.get("gpio"), dict):  # TOML has no null: [] / -1 switch a part off
+        doc["gpio"] = {k: (None if v in ([], -1) else v) for k, v in doc["gpio"].items()}
+    return _check(structure(doc, DeviceConfig))
 
 
 def load(path: Optional[str | Path]) -> DeviceConfig:
     if path is None:
         return DeviceConfig()
-    with open(path, "rb") as f:
-        return from_dict(tomllib.load(f))
+    return from_dict(read_toml(path))
 
 
 def with_broker(cfg: DeviceConfig, url: str) -> DeviceConfig:
-    """Override host/port (and TLS for mqtts://) from `mqtt://host:port`."""
-    u = urlparse(url)
-    if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
-        raise ValueError(f"broker URL must be mqtt://host:port or mqtts://host:port, got {url!r}")
-    port = u.port or (8883 if u.scheme == "mqtts" else 1883)
-    return dataclasses.replace(cfg, mqtt=dataclasses.replace(cfg.mqtt, host=u.hostname, port=port))
+    """`--broker mqtt[s]://[user:password@]host:port` onto `[mqtt]` (mqtts turns TLS on; credentials kept)."""
+    return dataclasses.replace(cfg, mqtt=apply_broker_url(cfg.mqtt, url))

@@ -61,7 +61,7 @@ class DeviceLink:
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         if settings.username:
             c.username_pw_set(settings.username, settings.password)
-        if settings.ca or settings.cert:
+        if settings.use_tls:  # mqtts://, tls = true, or a CA / client certificate
             c.tls_set(ca_certs=settings.ca, certfile=settings.cert, keyfile=settings.key,
                       tls_version=ssl.PROTOCOL_TLS_CLIENT)
         c.will_set(self.topics.status(device_id), b"offline", qos=1, retain=True)

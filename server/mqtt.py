@@ -38,10 +38,11 @@ class EngineMqtt:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         if settings.username:
             self.client.username_pw_set(settings.username, settings.password)
-        if settings.tls:
+        if settings.use_tls:
             self.client.tls_set(ca_certs=settings.ca, certfile=settings.cert, keyfile=settings.key,
                                 cert_reqs=ssl.CERT_REQUIRED)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.reconnect_delay_set(min_delay=max(1, int(settings.reconnect_min_s)),
+                                        max_delay=max(1, int(settings.reconnect_max_s)))
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message

@@ -1,4 +1,5 @@
-"""The house rules on imports: icp/ is sans-I/O; device/ and server/ meet only on the wire."""
+"""The house rules on imports: icp/ is sans-I/O; device/, server/ and provisioning/ meet only on the
+wire (provisioning/ may use icp/ for the protocol's facts, and nothing else of segue)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,36 @@ def test_device_and_server_do_not_import_each_other():
     for package, other in (("device", "server"), ("server", "device")):
         bad = [f for f, names in imported_modules(package).items() if other in names]
         assert not bad, f"{package}/ imports {other}/ in {bad}; they meet only on the wire"
+
+
+def test_provisioning_imports_only_the_core():
+    """The fleet tools read topics, ids and payloads from icp.messages, never from device/ or server/."""
+    outer = {"device", "server", "evaluation"}
+    bad = {f: sorted(n & outer) for f, n in imported_modules("provisioning").items() if n & outer}
+    assert not bad, f"provisioning/ may import icp/ only: {bad}"
+
+
+def test_device_and_server_do_not_import_provisioning():
+    """Claim enrollment's device side lives in device/; the fleet side stays in provisioning/."""
+    for package in ("device", "server"):
+        bad = [f for f, names in imported_modules(package).items() if "provisioning" in names]
+        assert not bad, f"{package}/ imports provisioning/ in {bad}; they meet only on the wire"
+
+
+def test_tts_interface_imports_no_backend():
+    """server/tts/base.py is what every backend imports; the factory that imports them is factory.py."""
+    tree = ast.parse((ROOT / "server" / "tts" / "base.py").read_text())
+    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    names |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    backends = {"server.tts.piper", "server.tts.espeak", "server.tts.openai_speech"}
+    assert not names & backends, f"server/tts/base.py imports backends {sorted(names & backends)}"
+
+
+def test_settings_loader_imports_only_the_core():
+    """`tomlsettings` is shared by device/ and server/, so it may import neither (nor provisioning)."""
+    outer = {"device", "server", "provisioning", "evaluation"}
+    bad = {f: sorted(n & outer) for f, n in imported_modules("tomlsettings").items() if n & outer}
+    assert not bad, f"tomlsettings/ imports an outer package: {bad}"
 
 
 def test_core_imports_on_a_bare_interpreter():
