@@ -40,6 +40,7 @@ from device.dashboard import DashboardCommand
 from device.playback import ChunkResult, Idle, Playback, PlaybackSettings, SegmentEnded, SegmentInfo, SegmentsDropped
 from device.telemetry import TelemetryCounters
 from device.vad import SpeechOffset, SpeechOnset
+from servicekit.systemd import Notifier
 from icp.messages import (AudioFrame, Capability, Control, Cursor, DeviceEvent, DeviceState, DeviceStatus,
                           EngineState, Envelope, EventType, Hello, Interrupt, PlaybackEvent, PlaybackReport, Segment,
                           Utterance, Wake, WakeSource)
@@ -163,14 +164,23 @@ class DeviceApp:
             self.gpio.close()
             self.gpio = None
 
-    def serve(self, poll_s: float = 0.005) -> None:
-        """Real-time loop: process queued audio and messages until `stop()` (or a restart request)."""
+    def serve(self, poll_s: float = 0.005, notifier: Optional[Notifier] = None) -> None:
+        """Real-time loop: process queued audio and messages until `stop()` (or a restart request).
+
+        `notifier` (systemd, `Type=notify`): READY=1 after the first broker connection, WATCHDOG=1
+        from this loop, so a wedged loop is restarted by systemd."""
         while not self._stop.is_set():
             if isinstance(self.backend, VirtualCard):
                 self.step()
             else:
                 self.process()
                 time.sleep(poll_s)
+            if notifier is not None:
+                if self.machine.online:
+                    notifier.ready(f"serving as {self.config.device.id}")
+                notifier.watchdog()
+        if notifier is not None:
+            notifier.stopping()
 
     # ---- harness API (virtual card) ----
     def step(self) -> None:

@@ -18,6 +18,7 @@ import time
 from typing import Optional
 
 from device import config as cfgmod
+from servicekit.systemd import Notifier
 
 EXIT_CONFIG = 78  # EX_CONFIG
 
@@ -146,7 +147,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: app.request_stop())
     app.start()
     try:
-        app.serve()
+        app.serve(notifier=Notifier())
     except KeyboardInterrupt:
         pass
     finally:

@@ -34,7 +34,7 @@ from device.aec import AecSettings
 from device.bargein import BargeInSettings
 from device.vad import VadSettings
 from icp.settings import MqttSettings, SettingsError, apply_broker_url
-from tomlsettings import read_toml, structure
+from servicekit.settings import read_toml, structure
 
 __all__ = ["DeviceConfig", "MqttSettings", "SettingsError", "from_dict", "load", "with_broker"]
 
@@ -168,7 +168,7 @@ def _check(cfg: DeviceConfig) -> DeviceConfig:
 
 
 def from_dict(doc: dict[str, Any]) -> DeviceConfig:
-    """Settings from a parsed TOML document (`tomlsettings`: unknown keys and bad values fail here,
+    """Settings from a parsed TOML document (`servicekit.settings`: unknown keys and bad values fail here,
     naming the key)."""
     doc = dict(doc)
     if isinstance(doc.get("gpio"), dict):  # TOML has no null: [] / -1 switch a part off

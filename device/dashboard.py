@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
-PAYLOADS: dict[str, tuple[bytes, ...]] = {"mute": (b"ON", b"OFF"), "restart": (b"PRESS",)}
+from icp.messages.dashboard import PAYLOADS as _WIRE_PAYLOADS
+
+# The wire's payloads (icp.messages.dashboard), as the bytes that arrive.
+PAYLOADS: dict[str, tuple[bytes, ...]] = {k: tuple(p.encode() for p in v) for k, v in _WIRE_PAYLOADS.items()}
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,16 @@
 
 With a `[claim]` section naming the factory claim `bundle`, `segue-device` makes sure it has its own
 credential before it connects: if `credential` (default /var/lib/segue/device.toml) does not exist
-yet, it enrolls by claim (`provisioning.claim.claim_enroll`, docs/fleet.md) and writes it there
+yet, it enrolls by claim (`device.claim.claim_enroll`, docs/fleet.md) and writes it there
 (mode 0600); then, on this and every later start, the credential's `[mqtt]` and `[device] id`
 replace the config's broker settings and id. Without `[claim] bundle` nothing happens.
 
 The serial is, in order: `[claim] serial`; the first line of `serial_file`; the claim bundle's
 `[claim] serial`; the Pi's serial (/proc/device-tree/serial-number, else `Serial` in /proc/cpuinfo).
 
-`provisioning` is imported only here and only when a claim is actually needed (device/ and server/
-never import each other; provisioning is a separate package).
+`device.claim` (paho, cryptography) is imported only when a claim is actually needed. The device
+never imports `provisioning/` (the fleet side): the two meet only on the wire (`icp.messages.claim`)
+and in the bundle format (`icp.messages.bundle`).
 """
 
 from __future__ import annotations
@@ -23,13 +24,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from device.config import DeviceConfig
+from icp.messages.bundle import MQTT_KEYS
 
 log = logging.getLogger(__name__)
 
 PI_SERIAL_FILES = ("/proc/device-tree/serial-number",)
 CPUINFO = "/proc/cpuinfo"
-
-MQTT_KEYS = ("host", "port", "username", "password", "ca", "cert", "key", "client_id", "topic_root")
 
 
 class EnrollmentError(RuntimeError):
@@ -100,9 +100,10 @@ def ensure_credential(cfg: DeviceConfig, enroll: Optional[Callable[..., object]]
         serial = find_serial(cfg)
         if enroll is None:
             try:
-                from provisioning.claim import claim_enroll as enroll
-            except ImportError as e:  # the device image lacks the fleet extra (cryptography)
-                raise EnrollmentError(f"claim enrollment needs the provisioning package: {e}", retry=False) from None
+                from device.claim import claim_enroll as enroll
+            except ImportError as e:  # an image without the device extra's cryptography
+                raise EnrollmentError(f"claim enrollment needs cryptography (pip install 'segue[device]'): {e}",
+                                      retry=False) from None
         log.info("no credential at %s: enrolling serial %s by claim", cred, serial)
         try:
             enroll(c.bundle, serial=serial, out=cred, timeout=c.timeout_s, host=c.host)

@@ -29,6 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from icp.errors import ProtocolError
 from icp.messages import AudioFrame, Body, Direction, Envelope, SequenceTracker, Topics, decode, encode, topic_level
+from icp.messages.topics import STATUS_OFFLINE, STATUS_ONLINE
 from device.config import MqttSettings
 from device.dashboard import PAYLOADS as DASHBOARD_PAYLOADS, DashboardCommand, parse as parse_dashboard
 
@@ -64,7 +65,7 @@ class DeviceLink:
         if settings.use_tls:  # mqtts://, tls = true, or a CA / client certificate
             c.tls_set(ca_certs=settings.ca, certfile=settings.cert, keyfile=settings.key,
                       tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        c.will_set(self.topics.status(device_id), b"offline", qos=1, retain=True)
+        c.will_set(self.topics.status(device_id), STATUS_OFFLINE.encode(), qos=1, retain=True)
         c.reconnect_delay_set(int(settings.reconnect_min_s), int(settings.reconnect_max_s))
         c.on_connect = self._connected
         c.on_disconnect = self._disconnected
@@ -80,7 +81,7 @@ class DeviceLink:
     def stop(self) -> None:
         try:
             if self.connected.is_set():
-                self._client.publish(self.topics.status(self.device_id), b"offline", qos=1, retain=True).wait_for_publish(0.5)
+                self._client.publish(self.topics.status(self.device_id), STATUS_OFFLINE.encode(), qos=1, retain=True).wait_for_publish(0.5)
         except (RuntimeError, ValueError):
             pass
         self._client.disconnect()
@@ -97,7 +98,7 @@ class DeviceLink:
             log.warning("broker refused the connection: %s", reason_code)
             return
         client.subscribe(self.topics.device_subscription(self.device_id), qos=1)
-        client.publish(self.topics.status(self.device_id), b"online", qos=1, retain=True)
+        client.publish(self.topics.status(self.device_id), STATUS_ONLINE.encode(), qos=1, retain=True)
         self.connected.set()
         self._on_up()
 

@@ -112,7 +112,8 @@ def summarise(backend: str, reference: str, n_words: int, starts: list[float], e
 
 
 def measure(backends: list[str] | None = None, sentences: list[str] | None = None, use_whisper: bool = True) -> list[Row]:
-    from server.tts.base import TTSError, create_tts
+    from server.tts.base import TTSError
+    from server.tts.factory import create_tts
     from server.tts.estimate import estimate_word_timings
 
     sentences = sentences or SENTENCES

@@ -13,9 +13,14 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from icp.messages import dashboard
+from icp.messages.topics import ANY, Topics
+
+from .discovery import DISCOVERY_PREFIX, HA_STATUS_TOPIC, config_topic
 from .ids import CLAIM_USER, ENGINE_USER, FLEET_USER, MONITOR_USER
 from .passwords import write_file
 from .registry import Credential
@@ -37,52 +42,55 @@ def render_passwd(creds: list[Credential]) -> str:
     return "".join(line + "\n" for line in sorted(set(lines)))
 
 
-def _device_block(username: str, device_id: str, root: str) -> list[str]:
+def _device_block(username: str, device_id: str, t: Topics) -> list[str]:
     return [
         f"user {username}",
-        f"topic deny {root}/claim/#",
-        f"topic write {root}/{device_id}/up/#",
-        f"topic write {root}/{device_id}/status",
-        f"topic read {root}/{device_id}/down/#",
+        f"topic deny {t.claim_tree()}",
+        f"topic write {t.up_tree(device_id)}",
+        f"topic write {t.status(device_id)}",
+        f"topic read {t.down_tree(device_id)}",
         "",
     ]
 
 
 def render_acl(creds: list[Credential], root: str) -> str:
     """Least privilege per credential. Mosquitto checks a user's own `deny` lines before anything
-    else, then the user's grants, then the `pattern` lines (which apply to every user)."""
+    else, then the user's grants, then the `pattern` lines (which apply to every user). Every topic
+    and filter comes from `icp.messages.Topics`; `%c` is Mosquitto's client-id substitution."""
+    t = Topics(root)
+    ha_config = config_topic(ANY)
     out = [
         HEADER.rstrip(),
         "# A claim client (shared factory credential) reads only the reply for its own client id,",
         "# which the device sets to its serial. Every other user denies the claim tree first.",
-        f"pattern read {root}/claim/%c/reply",
+        f"pattern read {t.claim_reply('%c')}",
         "",
         f"user {CLAIM_USER}",
-        f"topic write {root}/claim/+/request",
+        f"topic write {t.claim_request(ANY)}",
         "",
         f"user {ENGINE_USER}",
-        f"topic deny {root}/claim/#",
-        f"topic read {root}/+/up/#",
-        f"topic read {root}/+/status",
-        f"topic write {root}/+/down/#",
-        "topic read homeassistant/status",
-        "topic write homeassistant/device/+/config",
+        f"topic deny {t.claim_tree()}",
+        f"topic read {t.up_tree(ANY)}",
+        f"topic read {t.status(ANY)}",
+        f"topic write {t.down_tree(ANY)}",
+        f"topic read {HA_STATUS_TOPIC}",
+        f"topic write {ha_config}",
         "",
         f"user {FLEET_USER}",
-        f"topic read {root}/claim/+/request",
-        f"topic write {root}/claim/+/reply",
-        f"topic read {root}/+/status",
-        "topic read homeassistant/status",
-        "topic write homeassistant/device/+/config",
+        f"topic read {t.claim_request(ANY)}",
+        f"topic write {t.claim_reply(ANY)}",
+        f"topic read {t.status(ANY)}",
+        f"topic read {HA_STATUS_TOPIC}",
+        f"topic write {ha_config}",
         "",
         f"user {MONITOR_USER}",
-        f"topic deny {root}/claim/#",
-        f"topic read {root}/+/up/#",
-        f"topic read {root}/+/status",
-        f"topic write {root}/+/down/mute",
-        f"topic write {root}/+/down/restart",
-        "topic read homeassistant/#",
-        "topic write homeassistant/status",
+        f"topic deny {t.claim_tree()}",
+        f"topic read {t.up_tree(ANY)}",
+        f"topic read {t.status(ANY)}",
+        f"topic write {t.down(ANY, dashboard.MUTE)}",
+        f"topic write {t.down(ANY, dashboard.RESTART)}",
+        f"topic read {DISCOVERY_PREFIX}/#",
+        f"topic write {HA_STATUS_TOPIC}",
         "",
     ]
     seen: set[str] = set()
@@ -90,7 +98,7 @@ def render_acl(creds: list[Credential], root: str) -> str:
         if c.role != "device" or c.state != "active" or c.device_id is None or c.username in seen:
             continue
         seen.add(c.username)
-        out += _device_block(c.username, c.device_id, root)
+        out += _device_block(c.username, c.device_id, t)
     return "\n".join(out) + "\n"
 
 
@@ -127,6 +135,70 @@ def render_conf(s: BrokerSettings, tls: TlsFiles | None) -> str:
             "tls_version tlsv1.2",
         ]
     return "\n".join(lines) + "\n"
+
+
+def unreachable_dir(path: Path, user: str) -> Path | None:
+    """The first directory on the way from / to `path` (inclusive) that `user` may not enter, or None.
+
+    Mosquitto started as root drops to its `user` before it writes the pid file, and reads the
+    password and ACL files (at start and on every SIGHUP) as that user, so every directory above
+    them must let it through. Checked from the mode bits, owner and groups (POSIX ACLs are not
+    consulted: a directory they open is still reported)."""
+    import grp
+    import pwd
+
+    pw = pwd.getpwnam(user)
+    if pw.pw_uid == 0:
+        return None
+    groups = {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    for d in [*reversed(path.parents), path]:
+        st = d.stat()
+        if st.st_uid == pw.pw_uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid in groups:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return d
+    return None
+
+
+def unreachable_advice(out_dir: Path, user: str, blocked: Path) -> str:
+    """What broker-config says when the broker's user could not reach its files."""
+    st = blocked.stat()
+    import pwd
+
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    return (
+        f"the broker would not start: Mosquitto started as root drops to user {user!r} (`user` in "
+        f"mosquitto.conf), which cannot enter {blocked} (mode {stat.S_IMODE(st.st_mode):04o}, owner {owner}), "
+        f"so it could not write {out_dir / 'mosquitto.pid'} nor read passwd and acl. Put the broker files "
+        f"where {user!r} can reach them, outside the fleet home (which stays 0700), e.g. "
+        f"`broker-config --out /etc/mosquitto/segue ...`; or give --broker-user an account that can enter "
+        f"{blocked}"
+        + (f" (or run broker-config as root: it gives {out_dir} to {user!r})" if blocked == out_dir else "")
+    )
+
+
+def reachability_problem(out_dir: Path, user: str | None, *, chown: bool) -> str | None:
+    """Why a broker dropping to `user` could not run from `out_dir` (None: it can). With `chown`,
+    `out_dir` is first given to `user`, as broker-config does when run as root."""
+    if not user:
+        return None
+    import pwd
+
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        return f"--broker-user {user!r}: no such user"
+    if chown:
+        os.chown(out_dir, pw.pw_uid, pw.pw_gid)
+    blocked = unreachable_dir(out_dir.resolve(), user)
+    return None if blocked is None else unreachable_advice(out_dir, user, blocked)
 
 
 def write_broker_files(s: BrokerSettings, creds: list[Credential], *, crl_pem: bytes | None = None) -> None:

@@ -14,6 +14,18 @@ the device's Last Will). Components:
 - a restart button: command `<root>/<id>/down/restart` payload `PRESS`.
 
 An empty retained payload on the same topic removes the device from Home Assistant.
+
+Checked against Home Assistant's MQTT integration as released in homeassistant 2026.2.3 (its
+`schemas.py`, `discovery.py` and platform schemas; docs/fleet.md lists every key):
+
+- `qos` is set on every component: HA validates a root-level `qos` in a device payload but does not
+  hand it down to the components (only availability, `state_topic` and `command_topic` are shared),
+  so a root-level `qos: 1` alone left every entity subscribed at QoS 0.
+- `default_entity_id` (HA 2025.10+; it replaced `object_id`, which HA stops reading in 2026.4) pins
+  each entity id to `<platform>.segue_<device id>_<component>`, so ids stay put when the device is
+  renamed in HA. Older HA versions drop the unknown key silently.
+
+Topics, the status payloads and the dashboard payloads all come from `icp.messages`.
 """
 
 from __future__ import annotations
@@ -22,12 +34,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from icp.messages import EventType
+from icp.messages import DeviceEvent, DeviceState, EventType, Telemetry, Topics, dashboard, topic_level
+from icp.messages.topics import STATUS_OFFLINE, STATUS_ONLINE
 
 DISCOVERY_PREFIX = "homeassistant"
 HA_STATUS_TOPIC = f"{DISCOVERY_PREFIX}/status"
 INTERRUPTION_KINDS = ("BRANCH", "MODIFY", "CANCEL", "ABSORB")
 EVENT_TYPES = tuple(e.value for e in EventType)
+#: Every entity subscribes and commands at QoS 1 (see the module docstring for why per component).
+QOS = 1
 
 
 @dataclass(frozen=True)
@@ -55,10 +70,15 @@ def _sensor(uid: str, name: str, topic: str, template: str, **extra: Any) -> dic
             "value_template": template, **extra}
 
 
+def _entity_id_base(device_id: str) -> str:
+    return "segue_" + device_id.replace("-", "_")
+
+
 def device_config(dev: DeviceInfo, origin: Origin = Origin()) -> dict[str, Any]:
-    base = f"{dev.topic_root}/{dev.device_id}"
-    state, tele = f"{base}/up/state", f"{base}/up/telemetry"
-    uid = f"segue_{dev.device_id}"
+    topics = Topics(dev.topic_root)
+    dev_id = dev.device_id
+    state, tele = topics.up(dev_id, topic_level(DeviceState)), topics.up(dev_id, topic_level(Telemetry))
+    uid = f"segue_{dev_id}"
     diag = {"entity_category": "diagnostic"}
     cmps: dict[str, dict[str, Any]] = {
         "state": _sensor(f"{uid}_state", "State", state, "{{ value_json.state }}", icon="mdi:speaker"),
@@ -83,15 +103,20 @@ def device_config(dev: DeviceInfo, origin: Origin = Origin()) -> dict[str, Any]:
             f"{uid}_interruptions_{k}", f"Interruptions {k}", tele,
             f"{{{{ value_json.interruptions.{kind} | default(0) }}}}", state_class="total_increasing")
     cmps["event"] = {"p": "event", "unique_id": f"{uid}_event", "name": "Event",
-                     "state_topic": f"{base}/up/event", "event_types": list(EVENT_TYPES)}
+                     "state_topic": topics.up(dev_id, topic_level(DeviceEvent)), "event_types": list(EVENT_TYPES)}
+    on, off = dashboard.MUTE_ON, dashboard.MUTE_OFF
     cmps["mute"] = {"p": "switch", "unique_id": f"{uid}_mute", "name": "Mute",
-                    "command_topic": f"{base}/down/mute", "payload_on": "ON", "payload_off": "OFF",
-                    "state_topic": state, "value_template": "{{ 'ON' if value_json.muted else 'OFF' }}",
-                    "state_on": "ON", "state_off": "OFF", "icon": "mdi:microphone-off"}
+                    "command_topic": topics.down(dev_id, dashboard.MUTE), "payload_on": on, "payload_off": off,
+                    "state_topic": state, "value_template": f"{{{{ '{on}' if value_json.muted else '{off}' }}}}",
+                    "state_on": on, "state_off": off, "icon": "mdi:microphone-off"}
     cmps["restart"] = {"p": "button", "unique_id": f"{uid}_restart", "name": "Restart",
-                       "command_topic": f"{base}/down/restart", "payload_press": "PRESS",
+                       "command_topic": topics.down(dev_id, dashboard.RESTART),
+                       "payload_press": dashboard.RESTART_PRESS, "retain": False,
                        "device_class": "restart", "entity_category": "config"}
-    device: dict[str, Any] = {"identifiers": [uid], "name": f"segue {dev.device_id}",
+    for key, c in cmps.items():
+        c["default_entity_id"] = f"{c['p']}.{_entity_id_base(dev_id)}_{key}"
+        c["qos"] = QOS
+    device: dict[str, Any] = {"identifiers": [uid], "name": f"segue {dev_id}",
                               "manufacturer": dev.manufacturer, "model": dev.model}
     if dev.sw_version:
         device["sw_version"] = dev.sw_version
@@ -99,9 +124,8 @@ def device_config(dev: DeviceInfo, origin: Origin = Origin()) -> dict[str, Any]:
         "dev": device,
         "o": {"name": origin.name, "sw": origin.sw_version, "url": origin.support_url},
         "cmps": cmps,
-        "availability": [{"topic": f"{base}/status", "payload_available": "online",
-                          "payload_not_available": "offline"}],
-        "qos": 1,
+        "availability": [{"topic": topics.status(dev_id), "payload_available": STATUS_ONLINE,
+                          "payload_not_available": STATUS_OFFLINE}],
     }
 
 

@@ -10,10 +10,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from icp.messages.claim import ClaimRequest
+
 from . import bundle as bundles
 from . import ca as fleet_ca
-from .broker import TlsFiles, broker_pid, reload_broker, render_conf, write_broker_files
-from .claim_messages import ClaimRequest
+from .broker import (
+    TlsFiles, broker_pid, reachability_problem, reload_broker, render_conf, write_broker_files,
+)
 from .ids import (
     CLAIM_USER, ENGINE_USER, FLEET_USER, MONITOR_USER, SERVICE_USERS, check_device_id, check_serial,
     check_topic_root, default_device_id, device_username,
@@ -224,14 +227,15 @@ class Fleet:
         if settings.topic_root != self.topic_root:
             settings = dataclasses.replace(settings, topic_root=self.topic_root)
         out = settings.out_dir
+        created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         os.chmod(out, 0o700)
         owner = settings.broker_user if (settings.broker_user and os.geteuid() == 0) else None
-        if owner:
-            import pwd
-
-            pw = pwd.getpwnam(owner)
-            os.chown(out, pw.pw_uid, pw.pw_gid)
+        problem = reachability_problem(out, settings.broker_user, chown=owner is not None)
+        if problem is not None:  # a broker that could not start: say what to do instead
+            if created:
+                out.rmdir()
+            raise FleetError(problem)
         tls: TlsFiles | None = None
         if settings.tls_port is not None:
             tls = TlsFiles(out / "ca.pem", out / "server.pem", out / "server.key", out / "crl.pem")

@@ -1,16 +1,16 @@
-"""Names the fleet hands out or accepts from the wire, and their rules."""
+"""Names the fleet hands out or accepts from the wire, and their rules (the wire's own patterns come
+from `icp.messages`; only fleet policy is declared here)."""
 
 from __future__ import annotations
 
 import re
 
-#: Device ids, as in docs/protocol.md (also the topic level and the broker username of generation 1).
-DEVICE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-#: Factory serial numbers: one MQTT client id and one topic level under `<root>/claim/`.
-SERIAL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-#: Claim request nonces.
-NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-#: Topic roots: one topic level, no wildcards.
+from icp.messages.claim import SERIAL_PATTERN as SERIAL_RE
+from icp.messages.rules import DEVICE_ID_PATTERN as DEVICE_ID_RE
+from icp.messages.topics import RESERVED_DEVICE_IDS as RESERVED_IDS
+
+#: Topic roots the fleet accepts: one topic level, no wildcards (narrower than `icp.messages.Topics`,
+#: which allows any root without wildcards, so that one ACL line per tree stays simple).
 TOPIC_ROOT_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 #: Service usernames hold a dot, which device ids never do, so they can never collide.
@@ -19,10 +19,6 @@ FLEET_USER = "svc.fleet"
 MONITOR_USER = "svc.monitor"
 CLAIM_USER = "svc.claim"
 SERVICE_USERS = (ENGINE_USER, FLEET_USER, MONITOR_USER, CLAIM_USER)
-
-
-#: Device ids that would collide with other topic trees under the root.
-RESERVED_IDS = frozenset({"claim"})
 
 
 def check_device_id(value: str) -> str:

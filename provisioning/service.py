@@ -16,10 +16,14 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
+from icp.errors import ProtocolError
+from icp.messages import Topics
+from icp.messages.topics import ANY, STATUS, STATUS_PAYLOADS
+
 from . import claim_messages as cm
 from .discovery import HA_STATUS_TOPIC, DeviceInfo, config_topic, device_config_payload
 from .fleet import Fleet, FleetError
-from .ids import DEVICE_ID_RE, FLEET_USER, SERIAL_RE
+from .ids import FLEET_USER, SERIAL_RE
 
 log = logging.getLogger("segue.fleet.serve")
 
@@ -38,6 +42,7 @@ class FleetService:
         self.fleet = fleet
         self.settings = settings
         self.root = fleet.topic_root
+        self.topics = Topics(self.root)
         self._published: set[str] = set()
         self._lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id,
@@ -52,9 +57,11 @@ class FleetService:
     def handle_claim(self, topic: str, payload: bytes) -> tuple[str, bytes] | None:
         """Decide one message on `<root>/claim/<serial>/request`; returns the reply to publish, or
         None when the request is too broken to answer. Refusals write nothing and are logged."""
-        parts = topic.split("/")
-        serial = parts[2] if len(parts) == 4 else ""
-        if not SERIAL_RE.fullmatch(serial):
+        try:
+            serial, kind = self.topics.parse_claim(topic)
+        except ProtocolError:
+            serial, kind = "", ""
+        if kind != "request" or not SERIAL_RE.fullmatch(serial):
             log.warning("claim refused: bad serial in topic %r", topic[:128])
             return None
         try:
@@ -62,7 +69,7 @@ class FleetService:
         except cm.ClaimError as e:
             log.warning("claim refused for serial %s: %s", serial, e)
             return None
-        reply_topic = f"{self.root}/claim/{serial}/reply"
+        reply_topic = self.topics.claim_reply(serial)
         try:
             outcome = self.fleet.claim(req)
         except (FleetError, ValueError) as e:
@@ -96,12 +103,15 @@ class FleetService:
             return out
 
     def note_status(self, topic: str, payload: bytes) -> None:
-        parts = topic.split("/")
-        if len(parts) != 3 or not DEVICE_ID_RE.fullmatch(parts[1]):
+        try:
+            parsed = self.topics.parse(topic)
+        except ProtocolError:
+            return
+        if parsed.level != STATUS or parsed.direction is not None:
             return
         status = payload.decode("ascii", "replace")
-        if status in ("online", "offline") and self.fleet.reg.device(parts[1]) is not None:
-            self.fleet.reg.mark_seen(parts[1], status)
+        if status in STATUS_PAYLOADS and self.fleet.reg.device(parsed.device_id) is not None:
+            self.fleet.reg.mark_seen(parsed.device_id, status)
 
     # ------------------------------------------------------------------ I/O
     def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: mqtt.ReasonCode,
@@ -109,8 +119,8 @@ class FleetService:
         if rc.is_failure:
             log.error("fleet service could not connect: %s", rc)
             return
-        client.subscribe([(f"{self.root}/claim/+/request", 1), (HA_STATUS_TOPIC, 1),
-                          (f"{self.root}/+/status", 1)])
+        client.subscribe([(self.topics.claim_request(ANY), 1), (HA_STATUS_TOPIC, 1),
+                          (self.topics.status(ANY), 1)])
         self.connected.set()
         self.publish_discovery(republish=True)
 
@@ -120,7 +130,7 @@ class FleetService:
                 if msg.payload == b"online":
                     log.info("Home Assistant is online: republishing discovery")
                     self.publish_discovery(republish=True)
-            elif msg.topic.startswith(f"{self.root}/claim/"):
+            elif msg.topic.startswith(self.topics.claim_tree()[:-1]):
                 if msg.retain:
                     log.warning("claim refused: retained request on %r", msg.topic[:128])
                     return
@@ -130,7 +140,7 @@ class FleetService:
                     props.MessageExpiryInterval = 60
                     client.publish(reply[0], reply[1], qos=1, retain=False, properties=props)
                     self.replies += 1
-            elif msg.topic.endswith("/status"):
+            elif msg.topic.endswith(f"/{STATUS}"):
                 self.note_status(msg.topic, msg.payload)
         except Exception:  # noqa: BLE001 - one bad message must not stop the service
             log.exception("error handling a message on %r", msg.topic[:128])

@@ -6,11 +6,11 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from icp.messages.bundle import DEFAULT_TOPIC_ROOT
+
 from .ids import check_topic_root
 
-DEFAULT_TOPIC_ROOT = "segue"
-#: Largest claim request the enrollment service reads (bytes); larger ones are refused unparsed.
-MAX_CLAIM_REQUEST = 4096
+__all__ = ["DEFAULT_TOPIC_ROOT", "BrokerSettings", "FleetPaths"]
 
 
 @dataclass(frozen=True)

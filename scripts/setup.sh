@@ -38,7 +38,7 @@ fi
 VPY="$ROOT/.venv/bin/python"
 "$VPY" -m pip install -q --upgrade pip
 say "installing segue and its Python packages (first run: a few minutes)"
-"$VPY" -m pip install -q -e ".[server,device,fleet,eval,dev]"
+"$VPY" -m pip install -q -e ".[server,device,fleet,eval,dev,test]"
 
 MODELS="$ROOT/models"
 mkdir -p "$MODELS"

@@ -13,7 +13,8 @@ from server.config import ServerSettings
 from server.engine import Engine
 from server.mqtt import EngineMqtt
 from server.storage import open_store
-from server.tts.base import TTSBackend, create_tts
+from server.tts.base import TTSBackend
+from server.tts.factory import create_tts
 from server.wire import Inbound
 
 log = logging.getLogger("segue.server")

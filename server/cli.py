@@ -9,6 +9,7 @@ import sys
 import threading
 from dataclasses import replace
 
+from servicekit.systemd import Notifier
 from server.config import ConfigError, ServerSettings, apply_broker_url, load
 
 DESCRIPTION = """\
@@ -99,7 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
+    # systemd (Type=notify): ready once connected to the broker (start() waited for it); the
+    # watchdog is pinged only while the engine's loop keeps turning, so a wedged loop is restarted.
+    notifier = Notifier()
+    notifier.ready(f"serving {settings.mqtt.topic_root}/+ as {settings.mqtt.group}")
+    period = min(1.0, notifier.watchdog_s / 4) if notifier.watchdog_s else 1.0
+    while not stop.wait(period):
+        if app.engine.loop_alive(max_age_s=max(2.0, 10 * settings.tick_s)):
+            notifier.watchdog()
+    notifier.stopping()
     app.stop()
     return 0
 

@@ -1,6 +1,6 @@
 """segue-server settings: a TOML file, environment overrides for secrets, command-line overrides.
 
-The file is loaded with `tomlsettings` (cattrs: unknown keys and bad values fail at start, naming
+The file is loaded with `servicekit.settings` (cattrs: unknown keys and bad values fail at start, naming
 the key); the broker connection (`[mqtt]`, `--broker`) is the type both peers share
 (`icp.settings.MqttSettings`).
 
@@ -19,7 +19,7 @@ from typing import Any
 from icp.machine import EngineSettings
 from icp.settings import MqttSettings, SettingsError, apply_broker_url
 from icp.strategies import STRATEGIES
-from tomlsettings import read_toml, structure
+from servicekit.settings import read_toml, structure
 
 __all__ = ["ConfigError", "MqttSettings", "ServerSettings", "apply_broker_url", "from_dict", "load"]
 

@@ -32,6 +32,7 @@ from server.storage import Store
 from server.tts.base import Synthesis, TTSBackend, resample, to_pcm16
 
 log = logging.getLogger("segue.engine")
+_PROBE = object()  # a no-op item: the loop proves it is turning (loop_alive)
 transitions_log = logging.getLogger("segue.transitions")
 
 Observer = Callable[[str, C.Command], None]
@@ -87,6 +88,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._ticker: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._last_turn = time.monotonic()  # the loop's last item (loop_alive)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> "Engine":
@@ -117,11 +119,20 @@ class Engine:
                 if self.devices[device_id].session.deadlines:
                     self.post(device_id, E.Tick(now))
 
+    def loop_alive(self, max_age_s: float) -> bool:
+        """Has the loop taken an item within `max_age_s`? Posts a probe, so that an idle loop (no
+        events) proves itself by the next call; a wedged one does not (the systemd watchdog)."""
+        self._queue.put(_PROBE)
+        return time.monotonic() - self._last_turn <= max_age_s
+
     def _run(self) -> None:
         while True:
             item = self._queue.get()
+            self._last_turn = time.monotonic()
             if item is None:
                 return
+            if item is _PROBE:
+                continue
             device_id, event = item
             try:
                 self._handle(device_id, event)

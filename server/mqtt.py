@@ -20,16 +20,19 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
 from icp import events as E
+from icp.messages import Topics
 from server.config import MqttSettings
-from server.wire import Accepted, Inbound
+from server.wire import Accepted, Inbound, Rejected
 
 log = logging.getLogger("segue.mqtt")
 
 
 class EngineMqtt:
     def __init__(self, settings: MqttSettings, inbound: Inbound, post: Callable[[str, E.Event], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_rejected: Callable[[str, Rejected, float], None] | None = None) -> None:
         self.settings = settings
+        self.on_rejected = on_rejected or _log_rejection  # server.rejections bounds the log in the app
         self.inbound = inbound
         self.post = post
         self.clock = clock
@@ -72,8 +75,7 @@ class EngineMqtt:
         if reason.is_failure:
             log.error("broker refused the connection: %s", reason)
             return
-        root = self.settings.topic_root
-        subs = [f"$share/{self.settings.group}/{root}/+/up/#", f"$share/{self.settings.group}/{root}/+/status"]
+        subs = Topics(self.settings.topic_root).engine_subscriptions(self.settings.group)
         client.subscribe([(topic, 1) for topic in subs])
         log.info("connected to %s:%s; subscribed %s", self.settings.host, self.settings.port, ", ".join(subs))
         self.connected.set()
@@ -83,9 +85,14 @@ class EngineMqtt:
         log.warning("disconnected from the broker (%s); reconnecting", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        result = self.inbound.translate(msg.topic, msg.payload, self.clock())
+        now = self.clock()
+        result = self.inbound.translate(msg.topic, msg.payload, now)
         if isinstance(result, Accepted):
             for event in result.events:
                 self.post(result.device_id, event)
         else:
-            log.warning("rejected message on %s (device=%s): %s", msg.topic, result.device_id, result.reason)
+            self.on_rejected(msg.topic, result, now)
+
+
+def _log_rejection(topic: str, result: Rejected, now: float) -> None:
+    log.warning("rejected message on %s (device=%s): %s", topic, result.device_id, result.reason)

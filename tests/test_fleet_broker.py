@@ -19,9 +19,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from device.claim import EnrollmentRefused, build_request, claim_enroll, open_sealed
 from provisioning import ca as fleet_ca
-from provisioning import claim_messages as cm
-from provisioning.claim import EnrollmentRefused, claim_enroll
 from provisioning.fleet import Fleet
 from provisioning.ids import CLAIM_USER, ENGINE_USER, MONITOR_USER
 from provisioning.service import FleetService, ServeSettings
@@ -351,18 +350,18 @@ def test_bad_claim_requests_refused_and_nothing_written(env: Env, service: Fleet
     caplog.set_level(logging.INFO)
     env.fleet.allow("SN-7")
     key = X25519PrivateKey.generate()
-    good = cm.build_request("SN-7", "nonce-" + "a" * 16, key)
+    good = build_request("SN-7", "nonce-" + "a" * 16, key)
     first = service.handle_claim("segue/claim/SN-7/request", good)
     assert first is not None and json.loads(first[1])["ok"] is True
     before = _snapshot(env)
-    replay_other_key = cm.build_request("SN-7", "nonce-" + "a" * 16, X25519PrivateKey.generate())
+    replay_other_key = build_request("SN-7", "nonce-" + "a" * 16, X25519PrivateKey.generate())
     cases = {
         "malformed": ("segue/claim/SN-7/request", b"{not json"),
         "oversized": ("segue/claim/SN-7/request", b"x" * 5000),
         "bad topic": ("segue/claim/../request", good),
         "serial mismatch": ("segue/claim/SN-8/request", good),
-        "unlisted": ("segue/claim/SN-8/request", cm.build_request("SN-8", "n" * 20, key)),
-        "replay new nonce": ("segue/claim/SN-7/request", cm.build_request("SN-7", "b" * 20, key)),
+        "unlisted": ("segue/claim/SN-8/request", build_request("SN-8", "n" * 20, key)),
+        "replay new nonce": ("segue/claim/SN-7/request", build_request("SN-7", "b" * 20, key)),
         "replay swapped key": ("segue/claim/SN-7/request", replay_other_key),
     }
     for name, (topic, payload) in cases.items():
@@ -375,7 +374,7 @@ def test_bad_claim_requests_refused_and_nothing_written(env: Env, service: Fleet
     assert again is not None
     data = json.loads(again[1])
     assert data["ok"] is True and data["device_id"] == "sn-7"
-    assert cm.open_sealed(data["sealed"], key, "SN-7", "nonce-" + "a" * 16) == env.pw("sn-7")
+    assert open_sealed(data["sealed"], key, "SN-7", "nonce-" + "a" * 16) == env.pw("sn-7")
     assert _snapshot(env) == before
     # over the wire: an oversized request is refused and nothing is written
     claim = env.as_user(CLAIM_USER, "SN-8")

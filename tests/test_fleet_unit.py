@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from device import claim as device_claim
 from provisioning import claim_messages as cm
 from provisioning.broker import render_acl
 from provisioning.cli import build_parser, main
@@ -195,7 +196,7 @@ def test_cli_help_and_verbs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 # ------------------------------------------------------------------------------ claim messages
 def _req(serial: str = "SN1", nonce: str = "n" * 20) -> bytes:
-    return cm.build_request(serial, nonce, X25519PrivateKey.generate())
+    return device_claim.build_request(serial, nonce, X25519PrivateKey.generate())
 
 
 @pytest.mark.parametrize("payload,reason", [
@@ -216,12 +217,43 @@ def test_parse_request_refuses(payload: bytes, reason: str) -> None:
 
 def test_seal_round_trip_and_binding() -> None:
     key = X25519PrivateKey.generate()
-    req = cm.parse_request("SN1", cm.build_request("SN1", "n" * 20, key))
+    req = cm.parse_request("SN1", device_claim.build_request("SN1", "n" * 20, key))
     reply = json.loads(cm.ok_reply(req, device_id="sn1", username="sn1", password="pw-123", host="h",
                                    port=1, topic_root="segue"))
     assert "pw-123" not in json.dumps(reply)
-    assert cm.open_sealed(reply["sealed"], key, "SN1", "n" * 20) == "pw-123"
+    assert device_claim.open_sealed(reply["sealed"], key, "SN1", "n" * 20) == "pw-123"
     with pytest.raises(cm.ClaimError):
-        cm.open_sealed(reply["sealed"], X25519PrivateKey.generate(), "SN1", "n" * 20)
+        device_claim.open_sealed(reply["sealed"], X25519PrivateKey.generate(), "SN1", "n" * 20)
     with pytest.raises(cm.ClaimError):
-        cm.open_sealed(reply["sealed"], key, "SN1", "m" * 20)
+        device_claim.open_sealed(reply["sealed"], key, "SN1", "m" * 20)
+
+
+# ------------------------------------------------------------- shared facts (icp.messages), both sides
+def test_claim_topics_and_replies_come_from_the_core() -> None:
+    from icp.errors import ProtocolError
+    from icp.messages import Topics
+    from icp.messages import claim as wire
+
+    t = Topics("segue")
+    assert (t.claim_request("SN1"), t.claim_reply(), t.claim_tree()) == (
+        "segue/claim/SN1/request", "segue/claim/+/reply", "segue/claim/#")
+    assert t.parse_claim("segue/claim/SN1/request") == ("SN1", "request")
+    for bad in ("segue/claim/SN1", "other/claim/SN1/reply", "segue/dev-a/up/hello", "segue/claim//request"):
+        with pytest.raises(ProtocolError):
+            t.parse_claim(bad)
+    assert t.engine_subscriptions("g") == ["$share/g/segue/+/up/#", "$share/g/segue/+/status"]
+    req = cm.parse_request("SN1", _req())
+    assert wire.parse_reply(cm.refused_reply(req), "SN1", "n" * 21) is None          # another nonce
+    assert wire.parse_reply(b"not json", "SN1", "n" * 20) is None
+    refused = wire.parse_reply(cm.refused_reply(req, "nope"), "SN1", "n" * 20)
+    assert refused is not None and not refused.ok and refused.error == "nope"
+    broken = json.dumps({"v": 1, "serial": "SN1", "nonce": "n" * 20, "ok": True, "port": 1883}).encode()
+    with pytest.raises(wire.ClaimError, match="sealed"):
+        wire.parse_reply(broken, "SN1", "n" * 20)
+
+
+def test_bundle_format_round_trip() -> None:
+    from icp.messages.bundle import Bundle, MqttBundle, parse, render
+
+    b = Bundle(MqttBundle("h", 1883, "segue", username="u", password='p"w\\'), device_id="d1", serial="SN1")
+    assert parse(render(b)) == b

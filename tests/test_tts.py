@@ -11,7 +11,8 @@ import pytest
 from icp.words import WordTiming, split_words
 from server.tts import Synthesis, TTSError, create_tts
 from server.tts.align import edit_alignment, label_phonemes
-from server.tts.base import check_timings, piper_available, resample
+from server.tts.base import check_timings, resample
+from server.tts.factory import piper_available
 from server.tts.espeak import find_libespeak
 from server.tts.estimate import estimate_word_timings
 
@@ -110,7 +111,7 @@ def test_openai_speech_errors_are_tts_errors() -> None:
 
 
 def test_factory_and_best_available(monkeypatch) -> None:
-    import server.tts.base as base
+    import server.tts.factory as base
 
     with pytest.raises(TTSError, match="unknown TTS backend"):
         create_tts("nope")

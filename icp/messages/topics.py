@@ -1,4 +1,10 @@
-"""MQTT topic names: `<root>/<device id>/up|down/<level>` and `<root>/<device id>/status`."""
+"""MQTT topic names: `<root>/<device id>/up|down/<level>`, `<root>/<device id>/status` and the claim
+tree `<root>/claim/<serial>/request|reply`.
+
+Every topic (and every wildcard filter an ACL or a subscription needs) is built here, so the engine,
+the device and the fleet tools cannot drift apart: pass `ANY` (`+`) where a filter matches every
+device or serial.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,17 @@ from icp.errors import ProtocolError
 from icp.messages.base import Direction
 from icp.messages.rules import DEVICE_ID_PATTERN
 
+DEFAULT_ROOT = "segue"
 STATUS = "status"
+#: Plain-text payloads of `<root>/<id>/status` (retained; the Last Will is `offline`).
+STATUS_ONLINE = "online"
+STATUS_OFFLINE = "offline"
+STATUS_PAYLOADS = (STATUS_ONLINE, STATUS_OFFLINE)
+#: The claim (enrollment) tree under the root; hence no device may be called "claim".
+CLAIM = "claim"
+RESERVED_DEVICE_IDS = frozenset({CLAIM})
+#: The single-level wildcard, for filters over every device or serial.
+ANY = "+"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +36,7 @@ class Topic:
 
 @dataclass(frozen=True, slots=True)
 class Topics:
-    root: str = "segue"
+    root: str = DEFAULT_ROOT
 
     def __post_init__(self) -> None:
         if not self.root or any(c in self.root for c in "+#") or self.root.startswith("$"):
@@ -36,11 +52,44 @@ class Topics:
         return f"{self.root}/{device_id}/{STATUS}"
 
     def device_subscription(self, device_id: str) -> str:
+        return self.down_tree(device_id)
+
+    def up_tree(self, device_id: str = ANY) -> str:
+        """Filter over a device's (by default every device's) up topics."""
+        return f"{self.root}/{device_id}/up/#"
+
+    def down_tree(self, device_id: str = ANY) -> str:
+        """Filter over a device's (by default every device's) down topics."""
         return f"{self.root}/{device_id}/down/#"
+
+    def engine_topics(self) -> list[str]:
+        """What the engine reads: every device's up topics and status."""
+        return [self.up_tree(ANY), self.status(ANY)]
 
     def engine_subscriptions(self, group: str) -> list[str]:
         """Shared subscription, so several engine workers can split a fleet."""
-        return [f"$share/{group}/{self.root}/+/up/#", f"$share/{group}/{self.root}/+/{STATUS}"]
+        return [f"$share/{group}/{topic}" for topic in self.engine_topics()]
+
+    # -- claim enrollment (docs/fleet.md) --------------------------------------------------------------
+    def claim_tree(self) -> str:
+        return f"{self.root}/{CLAIM}/#"
+
+    def claim_request(self, serial: str = ANY) -> str:
+        """Device -> enrollment service (`ANY`: the service's subscription)."""
+        return f"{self.root}/{CLAIM}/{serial}/request"
+
+    def claim_reply(self, serial: str = ANY) -> str:
+        """Enrollment service -> the device whose MQTT client id is `serial`."""
+        return f"{self.root}/{CLAIM}/{serial}/reply"
+
+    def parse_claim(self, topic: str) -> tuple[str, str]:
+        """(serial, "request" | "reply") of a claim topic; the serial is not validated here."""
+        root_parts = self.root.split("/")
+        parts = topic.split("/")
+        rest = parts[len(root_parts):] if parts[: len(root_parts)] == root_parts else []
+        if len(rest) != 3 or rest[0] != CLAIM or rest[2] not in ("request", "reply") or not rest[1]:
+            raise ProtocolError("topic", f"{topic!r} is not <root>/{CLAIM}/<serial>/request|reply")
+        return rest[1], rest[2]
 
     def parse(self, topic: str) -> Topic:
         parts = topic.split("/")

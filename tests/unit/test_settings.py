@@ -1,4 +1,4 @@
-"""Settings of both peers through one loader (`tomlsettings`, cattrs) and one MQTT type (`icp.settings`)."""
+"""Settings of both peers through one loader (`servicekit.settings`, cattrs) and one MQTT type (`icp.settings`)."""
 
 from __future__ import annotations
 
