@@ -371,7 +371,8 @@ class DeviceApp:
             if self.playback.add_segment(info):
                 self._dispatch(m.SegmentQueued(body.segment))
         elif isinstance(body, Control):
-            self._dispatch(m.ControlReceived(str(body.action), body.reason))
+            self._dispatch(m.ControlReceived(str(body.action), body.reason,
+                                             body.disposition.value if body.disposition else None))
         elif isinstance(body, EngineState):
             self._held_threads = body.held_threads
             self._dispatch(m.EngineStateReceived(str(body.state), body.held_threads))

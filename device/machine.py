@@ -31,10 +31,6 @@ class State(str, Enum):
     MUTED = "muted"
 
 
-# How the engine's `control.reason` names the disposition it applied (icp/machine.py): resume
-# "ABSORB"; flush "BRANCH", "MODIFY" or "CANCEL". Other flush reasons (RESEND, SYNC, RESTART) are not
-# dispositions.
-DISPOSITION_OF_REASON = {"ABSORB": "ABSORB", "BRANCH": "BRANCH", "MODIFY": "MODIFY", "CANCEL": "CANCEL"}
 
 
 # ---- events ----
@@ -119,7 +115,8 @@ class SegmentsDropped:
 @dataclass(frozen=True)
 class ControlReceived:
     action: str  # pause | resume | flush | listen | stop_listening
-    reason: str = ""
+    reason: str = ""  # for logs only
+    disposition: Optional[str] = None  # the wire's typed `control.disposition` (BRANCH, MODIFY, CANCEL, ABSORB)
 
 
 @dataclass(frozen=True)
@@ -563,7 +560,7 @@ class Machine:
                 self._final(ev.utterance_id, "", None, out)
         elif isinstance(ev, ControlReceived):
             a = ev.action
-            disposition = DISPOSITION_OF_REASON.get(ev.reason.strip().upper())
+            disposition = ev.disposition
             if a == "pause":
                 out.append(PausePlayback())
                 out.append(SendPlayback("paused"))

@@ -5,6 +5,9 @@ line with the chosen backend and reports accuracy, per-label precision/recall, t
 matrix and per-utterance latency. Files whose labels are all navigation intents are classified as
 navigation (speaking=False). `--cv K` and `--train-on` retrain the local model to give honest,
 not-trained-on-the-test-set numbers.
+
+`--backend local` is the best classifier that ships: the embedding one (server/classify_embed.py)
+where its model loads, else the pure-Python lexical one, which `--backend lexical` names directly.
 """
 
 from __future__ import annotations
@@ -133,15 +136,34 @@ def evaluate(examples: Sequence[Example], classifier: Classifier) -> Report:
     return report
 
 
-def _local_from(training: Sequence[Example], navigation: bool) -> LexicalClassifier:
+def _local_from(training: Sequence[Example], navigation: bool, embed: bool = False) -> Classifier:
+    """A fresh classifier trained on `training` only: the embedding one when `embed` (and the model
+    loads), else the lexical one."""
     model = train_model(training)
     if navigation:
         return LexicalClassifier(navigation=model)
+    if embed:
+        encoder = _encoder()
+        if encoder is not None:
+            from .embed_train import train_classifier
+
+            return train_classifier(training, encoder)
     return LexicalClassifier(interruption=model)
 
 
+def _encoder() -> Any:
+    try:
+        from server.classify_embed import ModelUnavailable, SentenceEncoder
+    except ImportError:
+        return None
+    try:
+        return SentenceEncoder()
+    except ModelUnavailable:
+        return None
+
+
 def cross_validate(
-    examples: Sequence[Example], k: int, extra: Sequence[Example] = (), *, seed: int = 0
+    examples: Sequence[Example], k: int, extra: Sequence[Example] = (), *, seed: int = 0, embed: bool = False
 ) -> list[float]:
     """Per-fold accuracy: train on `extra` plus the other folds, test on the held-out fold."""
     navigation = is_navigation([e.label for e in examples])
@@ -150,17 +172,28 @@ def cross_validate(
         held_set = set(held)
         training = [*extra, *(e for i, e in enumerate(examples) if i not in held_set)]
         test = [examples[i] for i in held]
-        accuracies.append(evaluate(test, _local_from(training, navigation)).accuracy)
+        accuracies.append(evaluate(test, _local_from(training, navigation, embed)).accuracy)
     return accuracies
 
 
-def train_and_test(training: Sequence[Example], test: Sequence[Example]) -> Report:
+def train_and_test(training: Sequence[Example], test: Sequence[Example], *, embed: bool = False) -> Report:
     """Train a fresh local model on `training` only and score it on `test` (the honest number)."""
-    return evaluate(test, _local_from(training, is_navigation([e.label for e in test])))
+    return evaluate(test, _local_from(training, is_navigation([e.label for e in test]), embed))
+
+
+def local_classifier() -> Classifier:
+    """The best local classifier here: embedding + lexical, or lexical alone without the model."""
+    try:
+        from server.classify_embed import best_local_classifier
+    except ImportError:  # the server extra (numpy, onnxruntime) is not installed
+        return LexicalClassifier()
+    return best_local_classifier()
 
 
 def build_classifier(backend: str, base_url: str | None, model: str | None, timeout: float) -> Classifier:
     if backend == "local":
+        return local_classifier()
+    if backend == "lexical":
         return LexicalClassifier()
     from server.classify_llm import make_classifier  # needs the server extra (openai)
 
@@ -216,13 +249,13 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate(examples, classifier)
     print(format_report(report, f"{args.file} [{args.backend}]"))
     if args.train_on:
-        honest = train_and_test(train_on, examples)
+        honest = train_and_test(train_on, examples, embed=args.backend == "local")
         print(format_report(honest, f"trained only on {', '.join(map(str, args.train_on))}"))
     if args.cv:
         for name, pool in (("file only", []), ("file + own training data", extra)):
             if name != "file only" and not pool:
                 continue
-            scores = cross_validate(examples, args.cv, pool)
+            scores = cross_validate(examples, args.cv, pool, embed=args.backend == "local")
             mean = sum(scores) / len(scores)
             print(f"{args.cv}-fold CV ({name}): accuracy={mean:.3f}  folds={[round(s, 3) for s in scores]}")
     if args.json:
@@ -240,7 +273,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("file", type=Path, metavar="FILE.jsonl")
-    parser.add_argument("--backend", choices=("local", "llm", "auto"), default="local")
+    parser.add_argument("--backend", choices=("local", "lexical", "llm", "auto"), default="local",
+                        help="local: the best that ships (embedding, lexical fallback); lexical: pure Python")
     parser.add_argument("--llm-base-url", default=os.environ.get("SEGUE_LLM_BASE_URL"))
     parser.add_argument("--llm-model", default=os.environ.get("SEGUE_LLM_MODEL"))
     parser.add_argument("--llm-timeout", type=float, default=5.0, help="seconds per LLM call")

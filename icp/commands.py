@@ -48,8 +48,12 @@ class DiscardAudio(Command):
 
 @dataclass(frozen=True, slots=True)
 class DeviceControl(Command):
+    """A `control` message. `disposition` is set when the action carries out a disposition (flush for
+    BRANCH/MODIFY/CANCEL, resume for ABSORB), so the device need not parse `reason`, which is for humans."""
+
     action: Action
     reason: str
+    disposition: Disposition | None = None
 
 
 @dataclass(frozen=True, slots=True)

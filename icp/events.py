@@ -101,3 +101,20 @@ class SynthesisFailed(Event):
 @dataclass(frozen=True, slots=True)
 class Tick(Event):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifyFailed(Event):
+    """The classifier raised or gave up: fall back now instead of waiting out `classify_timeout_s`."""
+
+    request_id: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentNotSent(Event):
+    """The I/O layer could not send a segment the core asked it to send (its audio was missing): the
+    core must not count it as sent, or the device's `prev` chain and the heard timeline go wrong."""
+
+    segment_id: int
+    error: str

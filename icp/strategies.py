@@ -22,6 +22,9 @@ class ItemView:
 @dataclass(frozen=True)
 class Strategy:
     name: str
+    # After a side answer, a held thread may resume by itself (`auto_resume = "auto"`). A baseline that
+    # never holds threads on purpose does not; a thread it holds (a device restart) waits for "go back".
+    auto_resume: bool = True
 
     def apply(self, disposition: Disposition, speaking: bool) -> Disposition:
         return disposition
@@ -46,6 +49,7 @@ class CancelRestart(Strategy):
     """Any speech stops the reply; what was said and unsaid alike is dropped; every turn is new."""
 
     name: str = "cancel-restart"
+    auto_resume: bool = False
 
     def apply(self, disposition: Disposition, speaking: bool) -> Disposition:
         return Disposition.CANCEL if speaking else Disposition.NEW

@@ -12,6 +12,7 @@ from server.classify_llm import make_classifier
 from server.config import ServerSettings
 from server.engine import Engine
 from server.mqtt import EngineMqtt
+from server.rejections import RejectionMonitor
 from server.storage import open_store
 from server.tts.base import TTSBackend
 from server.tts.factory import create_tts
@@ -33,7 +34,7 @@ def make_tts(settings: ServerSettings) -> TTSBackend:
 
 class ServerApp:
     def __init__(self, settings: ServerSettings, tts: TTSBackend | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, llm_client: Any = None) -> None:
         self.settings = settings
         self.store = open_store(settings.storage.backend, settings.storage.state_dir)
         self.tts = tts or make_tts(settings)
@@ -43,7 +44,12 @@ class ServerApp:
             timeout=settings.classifier.llm_timeout_s, threshold=settings.classifier.threshold)
         self.inbound = Inbound(Topics(settings.mqtt.topic_root), frozenset(settings.allowed_devices))
         self.mqtt: EngineMqtt | None = None
-        self.engine = Engine(settings, self.store, self.tts, classifier, publisher=self, clock=clock)
+        self.engine = Engine(settings, self.store, self.tts, classifier, publisher=self, clock=clock,
+                             llm_client=llm_client)
+        # Bad input: counted by device and reason, logged within a budget, published for dashboards.
+        self.rejections = RejectionMonitor(settings.mqtt.topic_root, self.publish,
+                                           known=lambda device: device in self.inbound.trackers)
+        self.engine.housekeeping.append(self.rejections.tick)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         assert self.mqtt is not None
@@ -51,7 +57,8 @@ class ServerApp:
 
     def start(self, timeout: float = 10.0) -> "ServerApp":
         self.engine.start()
-        self.mqtt = EngineMqtt(self.settings.mqtt, self.inbound, self.engine.post, self.engine.clock)
+        self.mqtt = EngineMqtt(self.settings.mqtt, self.inbound, self.engine.post, self.engine.clock,
+                               on_rejected=self.rejections.record)
         try:
             self.mqtt.start(timeout)
         except ConnectionError:

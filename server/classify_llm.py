@@ -29,11 +29,12 @@ from icp.dispositions import (
 log = logging.getLogger(__name__)
 
 INTERRUPTION_PROMPT = """\
-You classify what a user said while a voice assistant was talking. Labels:
+You classify what a user said while a voice assistant was talking. The user's words are ASR text:
+lowercase, fillers, misspellings of the word they ask about ("a sink function" for async function). Labels:
 BRANCH: a side question or clarification about what was just said ("wait, what's attention?", "how do you spell that").
-MODIFY: a correction or refinement of the original request ("no, I meant Python 3", "shorter please", "in metric").
-CANCEL: stop, abandon, or redirect to something unrelated ("stop", "never mind", "that's enough", "what time is it").
-ABSORB: a backchannel or noise, or speech to someone else in the room ("uh huh", "wow", "[cough]", "honey, dinner's ready").
+MODIFY: a correction or refinement of the original request, also as a constraint or a question ("no, I meant Python 3", "shorter please", "in metric", "i'm on linux", "didn't i ask for vegetarian?").
+CANCEL: stop, abandon, or redirect to something unrelated ("stop", "never mind", "that's enough", "shut up", "what time is it" when the answer is about something else).
+ABSORB: a backchannel or noise ("uh huh", "wow", "[cough]"), or speech to someone else in the room even with "stop" in it ("honey, dinner's ready", "max stop barking").
 Answer with JSON only: {"disposition": "<LABEL>", "confidence": <0..1>}"""
 
 NAVIGATION_PROMPT = """\
@@ -168,10 +169,13 @@ def make_classifier(
     timeout: float = 3.0,
     threshold: float = 0.75,
 ) -> Classifier:
-    """Build the classifier a server setting names: "local", "llm" or "auto"."""
-    from icp.classifier import LexicalClassifier
+    """Build the classifier a server setting names: "local", "llm" or "auto".
 
-    local = LexicalClassifier()
+    "local" is the embedding classifier, or the lexical one where its model cannot load; it is also
+    what "auto" consults first and what "llm" falls back to."""
+    from server.classify_embed import best_local_classifier
+
+    local = best_local_classifier()
     if backend == "local" or (backend == "auto" and not base_url):
         return local
     if not base_url:

@@ -2,7 +2,9 @@
 
 MQTT callbacks, LLM stream readers, TTS workers and the ticker only *post* events to the loop; the
 loop hands each to the core and carries out the commands that come back. Nothing here decides what
-the conversation does: that is `icp.machine`.
+the conversation does: that is `icp.machine`. Whatever goes wrong out here (an LLM request that
+cannot be cancelled yet, a classifier that raises, audio that is missing) is posted back as an event,
+so the core never believes something that did not happen.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from icp.dispositions import Classifier
 from icp.machine import Session
 from icp.messages import Control, EngineState, Envelope, Topics, encode, split_pcm, topic_level
 from icp.messages.base import Body
+from icp.ratelimit import LogBudget
 from icp.strategies import strategy as strategy_named
 from server.config import ServerSettings
-from server.llm import ChatStream, LLMError, make_client
+from server.llm import LLMError, PendingStream, make_client
 from server.storage import Store
 from server.tts.base import Synthesis, TTSBackend, resample, to_pcm16
 
@@ -78,9 +81,11 @@ class Engine:
         self.strategy = strategy_named(settings.strategy)
         self.devices: dict[str, _Device] = {}
         self.audio: dict[tuple[str, int], Synthesis] = {}  # synthesised, not yet sent
-        self.streams: dict[tuple[str, str], ChatStream] = {}
+        self.streams: dict[tuple[str, str], PendingStream] = {}  # registered before the request is sent
         self.counters: Counter[str] = Counter()
         self.observers: list[Observer] = []
+        self.housekeeping: list[Callable[[float], None]] = []  # called by the ticker with the time
+        self._ignored_log = LogBudget(per_interval=10, interval_s=10.0)  # "ignored" lines per device and event
         self._queue: queue.Queue[tuple[str, E.Event] | None] = queue.Queue()
         self._tts_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tts")
         self._classify_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="classify")
@@ -101,8 +106,8 @@ class Engine:
     def stop(self) -> None:
         self._stopping.set()
         self._queue.put(None)
-        for stream in list(self.streams.values()):
-            stream.close()
+        for pending in list(self.streams.values()):
+            pending.close()
         if self._thread:
             self._thread.join(5)
         self._tts_pool.shutdown(wait=False, cancel_futures=True)
@@ -113,11 +118,18 @@ class Engine:
         self._queue.put((device_id, event))
 
     def _tick(self) -> None:
+        """Tick a session when its next deadline is due (the core says when: `next_deadline()`)."""
         while not self._stopping.wait(self.settings.tick_s):
             now = self.clock()
-            for device_id in list(self.devices):
-                if self.devices[device_id].session.deadlines:
+            for device_id, dev in list(self.devices.items()):
+                due = dev.session.next_deadline()
+                if due is not None and now >= due:
                     self.post(device_id, E.Tick(now))
+            for chore in self.housekeeping:
+                try:
+                    chore(now)
+                except Exception:
+                    log.exception("housekeeping failed")
 
     def loop_alive(self, max_age_s: float) -> bool:
         """Has the loop taken an item within `max_age_s`? Posts a probe, so that an idle loop (no
@@ -169,13 +181,17 @@ class Engine:
             transitions_log.info("device=%s from=%s event=%s to=%s", device_id, cmd.before, cmd.event, cmd.after)
         elif isinstance(cmd, C.Ignored):
             self.counters["ignored"] += 1
-            log.info("device=%s ignored %s: %s", device_id, cmd.event, cmd.reason)
+            admission = self._ignored_log.admit((device_id, cmd.event), self.clock())
+            if admission.summary is not None:
+                log.info("device=%s ignored %s: %s", device_id, cmd.event, admission.summary.describe())
+            if admission.log:
+                log.info("device=%s ignored %s: %s", device_id, cmd.event, cmd.reason)
         elif isinstance(cmd, C.StartGeneration):
             self._start_generation(device_id, cmd)
         elif isinstance(cmd, C.CancelGeneration):
-            stream = self.streams.pop((device_id, cmd.generation_id), None)
-            if stream is not None:
-                stream.close()
+            pending = self.streams.pop((device_id, cmd.generation_id), None)
+            if pending is not None:
+                pending.close()  # also when its request is still being opened
         elif isinstance(cmd, C.Synthesise):
             self._tts_pool.submit(self._synthesise, device_id, dev.sample_rate, cmd)
         elif isinstance(cmd, C.SendSegment):
@@ -184,7 +200,7 @@ class Engine:
             for sid in cmd.segment_ids:
                 self.audio.pop((device_id, sid), None)
         elif isinstance(cmd, C.DeviceControl):
-            self._send(device_id, dev, Control(cmd.action, cmd.reason[:64]))
+            self._send(device_id, dev, Control(cmd.action, cmd.reason[:64], cmd.disposition))
         elif isinstance(cmd, C.PublishState):
             self._send(device_id, dev, EngineState(cmd.state, min(cmd.held_threads, 64)))
         elif isinstance(cmd, C.Classify):
@@ -209,8 +225,10 @@ class Engine:
 
     def _send_segment(self, device_id: str, dev: _Device, cmd: C.SendSegment) -> None:
         synthesis = self.audio.pop((device_id, cmd.segment.segment), None)
-        if synthesis is None:
+        if synthesis is None:  # the core counts it as sent: tell it, so it re-sends from the heard cursor
             log.warning("device=%s segment %d has no audio; not sent", device_id, cmd.segment.segment)
+            self.counters["segments_unsent"] += 1
+            self.post(device_id, E.SegmentNotSent(self.clock(), cmd.segment.segment, "no audio"))
             return
         self._send(device_id, dev, cmd.segment)
         topic = self.topics.down(device_id, "audio")
@@ -220,16 +238,23 @@ class Engine:
 
     # -- workers (they post events; they decide nothing) ---------------------------------------------
     def _start_generation(self, device_id: str, cmd: C.StartGeneration) -> None:
+        # Registered here, on the loop thread, before the worker sends the request: a cancel carried
+        # out while the request is being opened finds it and closes the stream the moment it exists.
+        key = (device_id, cmd.generation_id)
+        pending = self.streams[key] = PendingStream()
+
         def run() -> None:
-            key = (device_id, cmd.generation_id)
             try:
-                stream = ChatStream(list(cmd.messages), self.settings.llm.model, max_tokens=cmd.max_tokens,
-                                    temperature=self.settings.llm.temperature, client=self._llm)
+                stream = pending.open(list(cmd.messages), self.settings.llm.model, max_tokens=cmd.max_tokens,
+                                      temperature=self.settings.llm.temperature, client=self._llm)
             except LLMError as exc:
+                self.streams.pop(key, None)
                 log.warning("device=%s generation %s failed to start: %s", device_id, cmd.generation_id, exc)
                 self.post(device_id, E.GenerationFailed(self.clock(), cmd.generation_id, str(exc)))
                 return
-            self.streams[key] = stream
+            if stream is None:  # cancelled before or while the request was sent; the core knows
+                self.streams.pop(key, None)
+                return
             try:
                 for delta in stream:
                     self.post(device_id, E.GenerationText(self.clock(), cmd.generation_id, delta))
@@ -262,8 +287,10 @@ class Engine:
     def _classify(self, device_id: str, cmd: C.Classify) -> None:
         try:
             result = self.classifier.classify(cmd.request)
-        except Exception as exc:
+        except Exception as exc:  # the core falls back at once (not after classify_timeout_s of silence)
             log.warning("device=%s classifier failed: %s", device_id, exc)
-            return  # the core's classify timeout falls back
+            self.counters["classifier_failed"] += 1
+            self.post(device_id, E.ClassifyFailed(self.clock(), cmd.request_id, f"{type(exc).__name__}: {exc}"))
+            return
         self.post(device_id, E.Classified(self.clock(), cmd.request_id, result.disposition, result.confidence,
                                           result.source))

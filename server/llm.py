@@ -167,6 +167,46 @@ class ChatStream:
         self.close()
 
 
+class PendingStream:
+    """A generation's place from before its request is sent: `close()` cancels it at whatever stage.
+
+    `ChatStream` sends its request in its constructor, which blocks until the response headers come;
+    a cancel in that window has no stream to close. Register one of these *before* opening, then
+    `open()` on the worker: it refuses to open once closed, and closes a stream that was opened while
+    the cancel arrived, so the endpoint stops generating at once instead of running to max_tokens.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stream: ChatStream | None = None
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def open(self, messages: list[dict[str, Any]], model: str, **settings: Any) -> ChatStream | None:
+        """The open stream, or None when cancelled first (before or while the request was sent)."""
+        if self._closed:
+            return None
+        stream = ChatStream(messages, model, **settings)
+        with self._lock:
+            cancelled = self._closed
+            if not cancelled:
+                self._stream = stream
+        if cancelled:
+            stream.close()
+            return None
+        return stream
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            stream = self._stream
+        if stream is not None:
+            stream.close()
+
+
 def complete(messages: list[dict[str, Any]], model: str, **settings: Any) -> str:
     """Convenience: the whole reply as one string (still streamed underneath)."""
     with ChatStream(messages, model, **settings) as stream:

@@ -12,6 +12,7 @@ from device.app import DeviceApp
 from device.audio import VirtualCard, VirtualCardSettings
 from device.config import DeviceConfig, with_broker
 from device.machine import State
+from icp.dispositions import Disposition
 from icp.messages import AudioFrame, Control, Envelope, Segment, encode
 from icp.words import WordTiming
 
@@ -107,7 +108,7 @@ def test_plays_reports_and_interrupts_with_exact_cursor(rig):
     assert (intr["cursor"]["segment"], intr["cursor"]["sample"]) == card.ear.last_heard()
     heard_at_pause = card.ear.heard(1)
     # resume continues from the exact sample
-    engine.send(Control("resume", "ABSORB"))
+    engine.send(Control("resume", "ABSORB", Disposition.ABSORB))
     _wait(app, lambda: engine.of("playback") and engine.of("playback")[-1]["event"] in ("resumed", "heartbeat")
           and app.state == State.SPEAKING)
     _wait(app, lambda: any(p["event"] == "segment_end" for p in engine.of("playback")), 5.0)

@@ -22,6 +22,7 @@ from device.audio import VirtualCard, VirtualCardSettings
 from device.config import (AsrConfig, ClaimConfig, DeviceConfig, GpioConfig, TelemetryConfig, WakeWordConfig,
                            with_broker)
 from device.models import openwakeword_dir
+from icp.dispositions import Disposition
 from icp.messages import Control, Direction, EngineState, Envelope, decode, encode
 from icp.words import WordTiming
 from tests.audio_fixtures import concat, have_espeak, silence, speech
@@ -320,7 +321,7 @@ def test_talk_button_wakes_and_long_press_cancels_with_a_hint(broker, rigs, pins
     assert utt["utterance_id"] == intr["utterance_id"] and intr["cursor"]["segment"] == 1
     assert app.playback.paused and len(up(engine, "wake")) == 1  # a long press never starts a turn
     # the engine holds a thread and goes idle: the orb shows the held thread
-    engine.send(Control("flush", "BRANCH"))
+    engine.send(Control("flush", "BRANCH", Disposition.BRANCH))
     engine.seq += 1  # engine_state travels on down/state
     data = encode(Envelope("eng1", engine.seq, f"m{engine.seq}", EngineState("idle", 1)))
     engine.c.publish("segue/dev1/down/state", data, qos=1).wait_for_publish(5)
@@ -440,11 +441,11 @@ def test_telemetry_and_disposition_events_validate_with_the_codec(broker, rigs, 
     wait(app, lambda: app.state == m.State.SPEAKING and card.ear.heard(1) > 4000)
     app.inject_speech_onset()
     app.inject_text("uh huh")
-    engine.send(Control("resume", "ABSORB"))
+    engine.send(Control("resume", "ABSORB", Disposition.ABSORB))
     wait(app, lambda: app.state == m.State.SPEAKING and not app.playback.paused)
     app.inject_speech_onset()
     app.inject_text("wait, what is that")
-    engine.send(Control("flush", "BRANCH"))
+    engine.send(Control("flush", "BRANCH", Disposition.BRANCH))
     wait(app, lambda: app.state == m.State.THINKING)
     settle(app, 1.2)
     wait(app, lambda: len(up(engine, "telemetry")) >= 2 and up(engine, "telemetry")[-1]["interruptions"]["BRANCH"])
@@ -622,6 +623,6 @@ def test_dispositions_count_only_after_an_interrupt_this_device_sent():
     assert not [c for c in mc.handle(m.ControlReceived("flush", "RESTART"), 0.5) if isinstance(c, m.SendEvent)]
     mc.handle(m.SegmentQueued(2), 1.0)
     mc.handle(m.SpeechStarted(1.1), 1.2)
-    events = [c.event_type for c in mc.handle(m.ControlReceived("flush", "CANCEL"), 2.0) if isinstance(c, m.SendEvent)]
+    events = [c.event_type for c in mc.handle(m.ControlReceived("flush", "CANCEL", "CANCEL"), 2.0) if isinstance(c, m.SendEvent)]
     assert events == ["interrupt_cancel"]
     assert not [c for c in mc.handle(m.ControlReceived("flush", "RESEND"), 2.5) if isinstance(c, m.SendEvent)]

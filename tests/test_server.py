@@ -11,6 +11,7 @@ import pytest
 
 from evaluation.openai_server import ScriptedLLMServer
 from icp.context import strip_notes
+from icp.dispositions import Disposition
 from icp.machine import AutoResume
 from server.app import ServerApp
 from server.config import ServerSettings, apply_broker_url, load
@@ -107,6 +108,10 @@ def test_go_back_resumes_at_the_first_word_not_fully_heard(device, llm):
     assert start in (len(heard) - 1, len(heard)), (heard, words[:5])
     assert words[:8] == parent_words[start : start + 8]
     assert len(llm.requests) == 2  # resuming replays the held remainder; no new generation
+    # The device is told which disposition each flush or resume carries out, in a typed field.
+    flushes = [c for c in device.controls if c.action.value == "flush"]
+    assert flushes and flushes[0].disposition is Disposition.BRANCH and flushes[0].reason == "BRANCH"
+    assert all(c.disposition is None for c in device.controls if c.action.value in ("pause", "listen"))
 
 
 def test_no_unheard_word_reaches_the_llm_after_an_interruption(device, llm):
@@ -180,6 +185,54 @@ def test_bad_input_is_rejected_and_counted_and_never_touches_another_device(brok
     other.wait_for(lambda: other.segments)
     assert server.engine.counters["internal_error"] == 0
     other.stop()
+
+
+def test_a_flood_of_bad_input_is_counted_in_full_logged_within_a_budget_and_published(
+        broker, server, llm, device, caplog):
+    """35,000 malformed messages once wrote 35,000 warning lines. Every one is still counted, by device
+    and reason; a few lines per device and reason are written; dashboards read the counts, retained."""
+    import logging
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from icp.messages.monitor import RejectionCounts, rejections_topic
+
+    caplog.set_level(logging.WARNING, logger="segue.mqtt")
+    n = 2000
+    for i in range(n):
+        info = device.client.publish("segue/dev1/up/utterance", b"{not json %d" % i, qos=0)
+    info.wait_for_publish(10)
+    device.client.publish("segue/dev1/up/playback", b"x" * 20000, qos=1).wait_for_publish(5)
+    deadline = time.monotonic() + 15
+    while server.rejections.total("dev1") < n + 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.rejections.counts["dev1"] == {"invalid": n, "oversized": 1}
+    lines = [r for r in caplog.records if r.name == "segue.mqtt" and "rejected message" in r.getMessage()]
+    assert len(lines) <= 2 * server.rejections.budget.per_interval  # two reasons, a few lines each
+    # the tick after the interval writes one summary of what was suppressed
+    server.rejections.tick(server.engine.clock() + server.rejections.budget.interval_s + 1)
+    summaries = [r.getMessage() for r in caplog.records if "more like it suppressed" in r.getMessage()]
+    assert any(f"{n - server.rejections.budget.per_interval} more" in m for m in summaries), summaries
+    # a dashboard connecting later reads the counts (retained)
+    got: list[bytes] = []
+    watcher = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    watcher.on_message = lambda c, u, msg: got.append(msg.payload)
+    watcher.on_connect = lambda c, u, f, r, p: c.subscribe(rejections_topic("segue", "dev1"), 1)
+    watcher.connect("127.0.0.1", broker.port)
+    watcher.loop_start()
+    try:
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        counts = RejectionCounts.from_json(json.loads(got[-1]))
+        assert counts.total >= 1 and dict(counts.reasons).keys() <= {"invalid", "oversized"}
+    finally:
+        watcher.loop_stop()
+        watcher.disconnect()
+    # and the conversation holds
+    device.say("tell me something")
+    device.wait_for(lambda: device.segments)
 
 
 def test_cancel_closes_the_llm_stream(broker, tmp_path):

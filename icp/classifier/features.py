@@ -128,3 +128,38 @@ def extract(utterance: str, context: str) -> list[str]:
     if matches(padded, COMMAND_CUES):
         feats.append("cmd:ovl" if overlap > 0 else "cmd:novl")
     return feats
+
+
+def _sound_key(word: str) -> str:
+    """A crude spelling-to-sound key: ASR misspells by sound ("mew tex" for mutex, "a ban marry")."""
+    w = word.replace("ph", "f").replace("ck", "k").replace("qu", "kw").replace("x", "ks")
+    w = w.translate(str.maketrans("czy", "ksi"))
+    out = [c for i, c in enumerate(w) if i == 0 or c != w[i - 1]]
+    return "".join(out)
+
+
+def sound_alike(utterance: str, context: str) -> float:
+    """How closely a run of 1-3 utterance words, run together, sounds like a context word (0..1).
+
+    "new tree nose" vs "neutrinos" scores high; a redirect shares no such run. Only context words
+    of five letters or more count: short words match everything.
+    """
+    from difflib import SequenceMatcher
+
+    targets = {_sound_key(w) for w in content_tokens(tokens(context)) if len(w) >= 5 and w not in STOPWORDS}
+    ws = [w for w in content_tokens(tokens(utterance)) if w not in ("what", "what's", "sorry", "wait")]
+    if not targets or not ws:
+        return 0.0
+    best = 0.0
+    for n in (1, 2, 3):
+        for i in range(len(ws) - n + 1):
+            run = _sound_key("".join(ws[i : i + n]))
+            if len(run) < 4:
+                continue
+            for t in targets:
+                if abs(len(run) - len(t)) > max(2, len(t) // 2):
+                    continue
+                matcher = SequenceMatcher(None, run, t, autojunk=False)
+                if matcher.real_quick_ratio() > best and matcher.quick_ratio() > best:  # upper bounds
+                    best = max(best, matcher.ratio())
+    return best

@@ -54,6 +54,12 @@ class LexicalClassifier:
         self._navigation = navigation
         self._use_rules = use_rules
 
+    def model_probabilities(self, request: ClassifyRequest) -> dict[str, float]:
+        """The linear model's distribution, rules aside (an ensemble blends it with another model)."""
+        model = self._interruption if request.speaking else self._navigation
+        probs = model.probabilities(extract(request.utterance, request.last_heard_sentence))
+        return dict(zip(model.labels, probs, strict=True))
+
     def classify(self, request: ClassifyRequest) -> Classification:
         ruled = rules.decide(request) if self._use_rules else None
         if ruled is None and request.hint is not None:

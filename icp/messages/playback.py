@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar
 
+from icp.dispositions import INTERRUPTION_DISPOSITIONS, Disposition
 from icp.errors import ProtocolError
 from icp.messages import rules
 from icp.messages.base import Body, Direction
@@ -92,6 +93,17 @@ class Control(Body):
     RULES: ClassVar[dict[str, rules.Rule]] = {
         "action": rules.enum(Action),
         "reason": rules.text(64),
+        "disposition": rules.optional(rules.enum(Disposition, INTERRUPTION_DISPOSITIONS)),
     }
     action: Action
-    reason: str = ""
+    reason: str = ""  # for humans and logs; never parsed
+    # The disposition this action carries out: `flush` for BRANCH, MODIFY or CANCEL, `resume` for ABSORB;
+    # None for every other control (pause on speech, listen, a flush to resync or re-send audio).
+    disposition: Disposition | None = None
+
+    def check(self) -> None:
+        if self.disposition is Disposition.ABSORB and self.action is not Action.RESUME:
+            raise ProtocolError("disposition", "ABSORB goes with action resume")
+        if self.disposition is not None and self.disposition is not Disposition.ABSORB \
+                and self.action is not Action.FLUSH:
+            raise ProtocolError("disposition", f"{self.disposition.value} goes with action flush")

@@ -90,14 +90,19 @@ def ident(pattern: re.Pattern[str] = ID_PATTERN) -> Rule:
     return check
 
 
-def enum(kind: type[E]) -> Rule:
-    allowed = ", ".join(str(m.value) for m in kind)  # type: ignore[attr-defined]
+def enum(kind: type[E], members: frozenset[E] | None = None) -> Rule:
+    """One of the enum's values (only `members`, when given: a wire field may allow a subset)."""
+    allowed_members = [m for m in kind if members is None or m in members]  # type: ignore[attr-defined]
+    allowed = ", ".join(str(m.value) for m in allowed_members)
 
     def check(path: str, value: Any) -> E:
         try:
-            return kind(value)
+            member = kind(value)
         except (ValueError, TypeError):
             raise ProtocolError(path, f"must be one of {allowed}, got {_describe(value)}") from None
+        if members is not None and member not in members:
+            raise ProtocolError(path, f"must be one of {allowed}, got {_describe(value)}")
+        return member
 
     return check
 

@@ -58,6 +58,11 @@ class Topics:
         """Filter over a device's (by default every device's) up topics."""
         return f"{self.root}/{device_id}/up/#"
 
+    def engine_tree(self, device_id: str = ANY) -> str:
+        """What the engine publishes about a device for dashboards (`<root>/<id>/engine/...`,
+        e.g. `engine/rejections`, icp.messages.monitor); neither the device's up nor its down tree."""
+        return f"{self.root}/{device_id}/engine/#"
+
     def down_tree(self, device_id: str = ANY) -> str:
         """Filter over a device's (by default every device's) down topics."""
         return f"{self.root}/{device_id}/down/#"

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from icp.dispositions import Hint
+from icp.dispositions import Disposition, Hint
 from icp.errors import ProtocolError
 from icp.messages import (
     BODIES,
@@ -105,6 +105,8 @@ SAMPLES: dict[str, Any] = {
                              sample_rate=8000, samples=1),
     "control": Control(Action.PAUSE, "BRANCH"),
     "control_flush": Control(Action.FLUSH, ""),
+    "control_branch": Control(Action.FLUSH, "BRANCH", Disposition.BRANCH),
+    "control_absorb": Control(Action.RESUME, "ABSORB", Disposition.ABSORB),
     "engine_state": EngineState("speaking", 1),
 }
 
@@ -241,6 +243,21 @@ def test_limits_inclusive_bounds_accepted():
         decode(dumps(doc), *where(name))
     decode(dumps(mutate(wire("wake"), "seq", 2**53 - 1)), UP, "wake")
     decode(dumps(mutate(wire("wake"), "id", "A-z_0.9:" * 8)), UP, "wake")
+
+
+def test_control_carries_a_typed_disposition_of_an_interruption_only():
+    """The device reads what the engine applied from `disposition`, never from the free-text reason."""
+    for d in (Disposition.BRANCH, Disposition.MODIFY, Disposition.CANCEL):
+        got = decode(dumps(mutate(wire("control_branch"), "disposition", d.value)), DOWN, "control").body
+        assert got.disposition is d and got.action is Action.FLUSH
+    assert decode(dumps(wire("control_flush")), DOWN, "control").body.disposition is None
+    for bad in ("NEW", "RESUME", "DROP", "branch", "", 3, True, ["BRANCH"]):
+        reject(mutate(wire("control_branch"), "disposition", bad), DOWN, "control", "disposition")
+    reject(mutate(wire("control_branch"), "disposition", _DELETE), DOWN, "control", "disposition")
+    # the action must fit: ABSORB resumes, the others flush
+    reject(mutate(wire("control_branch"), "action", "resume"), DOWN, "control", "disposition")
+    reject(mutate(wire("control_absorb"), "action", "flush"), DOWN, "control", "disposition")
+    reject(mutate(wire("control_absorb"), "action", "pause"), DOWN, "control", "disposition")
 
 
 def test_segment_timings_may_end_exactly_at_the_audio_end_and_words_may_touch():

@@ -1,0 +1,133 @@
+"""Dispositions: what an utterance does to the conversation once it is decided.
+
+`_apply` maps what the classifier (or a hint, or a timeout) said to what fits the moment, through the
+strategy policy; one handler per disposition then carries it out. A disposition that stops or resumes
+the device's audio says so in the `control` message's `disposition` field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from icp import commands as C
+from icp.classifier import is_bare_stop
+from icp.conversation import ThreadStatus
+from icp.dispositions import Disposition
+from icp.engine.pipeline import Pipeline
+from icp.engine.table import Deadline, State, Step
+from icp.messages.playback import Action
+from icp.words import split_words
+
+S = State
+D = Disposition
+# A disposition that does not fit the moment is mapped to the nearest one that does.
+WHILE_SPEAKING = {D.RESUME: D.ABSORB, D.DROP: D.CANCEL, D.NEW: D.CANCEL}
+WHILE_IDLE = {D.BRANCH: D.NEW, D.MODIFY: D.NEW, D.ABSORB: D.NEW}
+
+
+class Apply(Pipeline):
+    def _apply(self, utterance_id: str, text: str, classified: Disposition, applied: Disposition | None,
+               confidence: float, source: str, now: float) -> None:
+        speaking = self.classify_speaking if self.state is S.CLASSIFYING else self.state is S.INTERRUPTED
+        self.classify_id = None
+        self.utterance_hint = None
+        self.awaiting_yes = False
+        d = applied or self.strategy.apply(classified, speaking)
+        d = WHILE_SPEAKING.get(d, d) if speaking else WHILE_IDLE.get(d, d)
+        if not speaking and d is D.CANCEL:
+            d = D.DROP if is_bare_stop(text) else D.NEW
+        if d is D.RESUME and self.conv.nearest_held(self.active_thread) is None:
+            d = D.NEW
+        self._emit(C.DispositionApplied(utterance_id, text, classified, d, confidence, source))
+        DISPOSITIONS[d](self, text)
+        self._persist()
+
+    def _do_absorb(self, text: str) -> None:
+        self._emit(C.DeviceControl(Action.RESUME, "ABSORB", D.ABSORB))
+        self._step(Step.ABSORBED_PLAYING if self.conv.playing_item() or self.ready else Step.ABSORBED_WAITING)
+
+    def _do_branch(self, text: str) -> None:
+        parent_id = self.active_thread
+        self._stop_voice(hold=True, reason="BRANCH", disposition=D.BRANCH)
+        child = self.conv.new_thread(parent_id)
+        self.active_thread = child.id
+        self._start_reply(child.id, text)
+
+    def _do_modify(self, text: str) -> None:
+        thread = self.active_thread or self.conv.new_thread(None).id
+        self._stop_voice(hold=False, reason="MODIFY", disposition=D.MODIFY)
+        self._cancel_all_for_thread(thread)
+        self.active_thread = thread
+        self._start_reply(thread, text)
+
+    def _do_cancel(self, text: str) -> None:
+        if self.active_thread:
+            self._stop_voice(hold=False, reason="CANCEL", disposition=D.CANCEL)
+            self._cancel_all_for_thread(self.active_thread)
+            self.conv.threads[self.active_thread].status = ThreadStatus.CANCELLED
+        if is_bare_stop(text):
+            self.active_thread = None
+            self._step(Step.STOPPED)
+        else:
+            thread = self.conv.new_thread(None)
+            self.active_thread = thread.id
+            self._start_reply(thread.id, text)
+
+    def _do_new(self, text: str) -> None:
+        if self.active_thread and self.conv.threads[self.active_thread].status is ThreadStatus.ACTIVE:
+            self.conv.threads[self.active_thread].status = ThreadStatus.DONE
+        thread = self.conv.new_thread(None)
+        self.active_thread = thread.id
+        self._start_reply(thread.id, text)
+
+    def _do_drop(self, text: str) -> None:
+        for thread in self.conv.held_threads():
+            thread.status = ThreadStatus.CANCELLED
+            self._cancel_all_for_thread(thread.id)
+        self._step(Step.STOPPED)
+
+    def _do_resume(self, text: str) -> None:
+        self.deadlines.pop(Deadline.AUTO_RESUME, None)
+        thread = self.conv.nearest_held(self.active_thread)
+        if thread is None or thread.held_item is None:
+            return self._do_new(text)
+        # Threads nested under the one resumed are finished.
+        for t in self.conv.threads.values():
+            if t.status is ThreadStatus.ACTIVE and t.id != thread.id:
+                t.status = ThreadStatus.DONE
+        held = self.conv.item(thread.held_item)
+        word = thread.resume_word
+        remainder = held.text_from_word(word)
+        thread.status = ThreadStatus.ACTIVE
+        self.active_thread = thread.id
+        gen = self._generation_for(held.id)
+        if not remainder.strip() and gen is None:
+            # Nothing generated is left unheard: let the model continue from what was heard.
+            item = self.conv.add_item(thread.id)
+            self._voice(item)
+            self._new_generation(item)
+            self._step(Step.REPLY)
+            return
+        bridge = self.settings.bridge.strip()
+        item = self.conv.add_item(thread.id, f"{bridge} {remainder}" if bridge else remainder,
+                                  bridge_words=len(split_words(bridge)), resumes=held.id)
+        item.complete = gen is None
+        if gen is not None:
+            gen.item = item.id  # the parent's generation goes on into the resumed item
+        self._emit(C.ResumePlanned(thread.id, held.id, word, item.id))
+        self._voice(item)
+        self._segment(item)
+        self._step(Step.REPLY)
+
+    def _start_reply(self, thread: str, text: str) -> None:
+        self.conv.add_user_turn(thread, text)
+        item = self.conv.add_item(thread)
+        self._voice(item)
+        self._new_generation(item)
+        self._step(Step.REPLY)
+
+
+DISPOSITIONS: dict[Disposition, Callable[[Apply, str], None]] = {
+    D.ABSORB: Apply._do_absorb, D.BRANCH: Apply._do_branch, D.MODIFY: Apply._do_modify, D.CANCEL: Apply._do_cancel,
+    D.NEW: Apply._do_new, D.DROP: Apply._do_drop, D.RESUME: Apply._do_resume,
+}

@@ -1,0 +1,60 @@
+"""The engine machine's settings and the small records it keeps about work in progress."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from icp.context import DEFAULT_SYSTEM_PROMPT
+from icp.segmenter import SegmenterSettings
+from icp.words import WordTiming
+
+
+class AutoResume(StrEnum):
+    AUTO = "auto"  # after a side answer, resume the held thread when the user stays quiet
+    ASK = "ask"  # ask whether to go back; a yes resumes
+    OFF = "off"  # wait for "go back"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    heard_threshold: float = 0.5  # a word is heard when more than this fraction of it has played
+    lookahead_ms: float = 4000.0  # audio synthesised/sent ahead of the heard cursor
+    auto_resume: AutoResume = AutoResume.AUTO
+    auto_resume_delay_s: float = 2.5
+    interrupt_timeout_s: float = 8.0  # no final words after an interrupt: treat it as a backchannel
+    listen_timeout_s: float = 15.0  # a wake or words, then no final utterance: back to idle
+    classify_timeout_s: float = 3.0
+    bridge: str = "Right, as I was saying,"
+    ask_phrase: str = "Shall I go back to what I was saying?"
+    failure_phrase: str = "Sorry, I could not answer that just now."
+    max_tokens: int = 400
+    background_max_words: int = 250  # a held parent's generation may finish this far past its cursor
+    lost_audio_s: float = 3.0  # audio sent this long ago that an idle device never played was lost
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    segmenter: SegmenterSettings = SegmenterSettings()
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.heard_threshold < 1.0:
+            raise ValueError("heard_threshold must be in [0, 1)")
+        if self.lookahead_ms <= 0:
+            raise ValueError("lookahead_ms must be positive")
+
+
+@dataclass
+class Generation:
+    id: str
+    item: str
+
+
+@dataclass
+class PendingSegment:
+    id: int
+    item: str
+    first_word: int
+    text: str
+    bridge_words: int = 0
+    samples: int = 0
+    sample_rate: int = 0
+    words: tuple[WordTiming, ...] = ()
+    attempts: int = 0
