@@ -13,7 +13,7 @@ the cheap text-mode device the evaluation harness drives):
   `while_speaking`), in the device loop (a few ms per 80 ms frame).
 - `[asr] backend`: a recogniser on a worker thread (`device.recognizer.AsrWorker`); the machine
   opens and closes captures, the loop streams the cleaned mic audio (with pre-roll) into it.
-- `[gpio] enabled`: the orb follows `orb_state()`; buttons become machine events.
+- `[gpio] enabled`: the orb shows what the machine says (`SetOrb`); buttons become machine events.
 - `[telemetry] interval_s`: `telemetry` messages; `event` messages go out at wakes and dispositions.
 
 Dashboard commands (`down/mute`, `down/restart`) arrive as `DashboardCommand`s. A restart stops the
@@ -79,7 +79,6 @@ class DeviceApp:
         self._gpio_q: deque = deque()
         self._pending: list[m.Event] = []  # events raised by mic listeners, dispatched after the buffer
         self._pause_cursor: Optional[Cursor] = None
-        self._held_threads = 0
         self._now = 0.0
         self._stop = threading.Event()
         self._stopped = False
@@ -87,7 +86,6 @@ class DeviceApp:
         self.restart_requested = False
         self.exit_code: Optional[int] = None  # set when the machine gives up (a sound card that stays lost)
         self.on_restart: Optional[Callable[[], None]] = None  # called when a restart is requested
-        self.errors: list[str] = []  # component failures (the orb shows `error`)
         self.telemetry = TelemetryCounters(config.telemetry.thermal_path)
         self._next_telemetry: Optional[float] = None
         self._was_online = False
@@ -106,7 +104,7 @@ class DeviceApp:
         self._capturing: Optional[str] = None
         # Simulated time waits for the recogniser (as for a user whose words take no time to
         # recognise) on a virtual card not paced by the wall clock; real time never waits.
-        self.asr_lockstep = isinstance(self.backend, VirtualCard) and not self.backend.realtime
+        self.asr_lockstep = self.backend.simulated
         self._ring: deque[tuple[float, np.ndarray]] = deque()
         # Enough for a question that began before the wake word was detected (see the machine's
         # `wake_question_gap_s`), plus the pre-roll.
@@ -115,12 +113,16 @@ class DeviceApp:
             self.mic.listeners.append(self._on_clean)
 
         mc, a = config.machine, config.asr
+        self._wake_on = False  # what the machine lets run (`SetListening`)
+        self._asr_on = True
+        self._orb = m.Orb.OFFLINE
         self.machine = m.Machine(m.MachineSettings(
             mc.heartbeat_s, config.bargein.enabled, mc.listen_timeout_s, asr=self.asr is not None,
             wake_while_speaking=self.wakeword is not None and config.wakeword.while_speaking,
             end_silence_s=a.end_silence_ms / 1000, max_utterance_s=a.max_utterance_s,
             min_speech_s=a.min_speech_ms / 1000, preroll_s=a.preroll_ms / 1000,
-            audio_retry_s=config.audio.retry_s, audio_give_up_s=config.audio.give_up_s))
+            audio_retry_s=config.audio.retry_s, audio_give_up_s=config.audio.give_up_s,
+            wake_word=self.wakeword is not None))
 
         # GPIO (optional)
         self.gpio = None
@@ -144,7 +146,9 @@ class DeviceApp:
         self.backend.start(self._audio)
         if self.link is not None:
             self.link.start()
-        self._update_orb()
+        else:  # no broker at all (tests, benchmarks): a link that is always up, whose sends are recorded
+            self._dispatch(m.LinkUp())
+        self._dispatch(m.Tick())  # the orb and the mic consumers as the machine starts
 
     def request_stop(self) -> None:
         """Make `serve()` return (safe from a signal handler); then call `stop()`."""
@@ -170,7 +174,7 @@ class DeviceApp:
         `notifier` (systemd, `Type=notify`): READY=1 after the first broker connection, WATCHDOG=1
         from this loop, so a wedged loop is restarted by systemd."""
         while not self._stop.is_set():
-            if isinstance(self.backend, VirtualCard):
+            if self.backend.stepped:
                 self.step()
             else:
                 self.process()
@@ -184,7 +188,7 @@ class DeviceApp:
 
     # ---- harness API (virtual card) ----
     def step(self) -> None:
-        assert isinstance(self.backend, VirtualCard), "step() needs the virtual card"
+        assert self.backend.stepped, "step() needs a backend driven by its caller (the virtual card)"
         if self.asr is not None and self.asr_lockstep:
             self.wait_for_asr()
         self.backend.step()
@@ -202,14 +206,14 @@ class DeviceApp:
         return True
 
     def run(self, seconds: float) -> None:
-        assert isinstance(self.backend, VirtualCard)
+        assert self.backend.stepped, "a backend driven by its caller (the virtual card)"
         end = self.backend.time() + seconds
         while self.backend.time() < end - 1e-9:
             self.step()
 
     def run_until(self, predicate, timeout_s: float, wall_timeout_s: float = 10.0) -> bool:
         """Step simulated time until `predicate()`; gives real MQTT traffic wall time to arrive."""
-        assert isinstance(self.backend, VirtualCard)
+        assert self.backend.stepped, "a backend driven by its caller (the virtual card)"
         end, wall_end = self.backend.time() + timeout_s, time.monotonic() + wall_timeout_s
         while not predicate():
             if self.backend.time() >= end or time.monotonic() > wall_end:
@@ -263,14 +267,14 @@ class DeviceApp:
 
     # ---- mic listeners (device loop thread, inside mic.capture) ----
     def _on_clean(self, clean: np.ndarray, t: float) -> None:
-        if self.machine.muted:  # no microphone audio leaves the device: no wake word, no ASR
+        if not self._asr_on:  # the machine says no microphone audio leaves the device (muted, no card)
             self._ring.clear()
             self._wake_last_t = None
             return
         self._ring.append((t, clean))
         while self._ring and self._ring[0][0] < t - self._ring_s:
             self._ring.popleft()
-        if self.wakeword is not None and self._wake_listening():
+        if self.wakeword is not None and self._wake_on:
             gap = self._wake_last_t is None or t - self._wake_last_t > 0.2
             if gap:
                 self.wakeword.reset()  # stale model state from before the pause
@@ -284,10 +288,6 @@ class DeviceApp:
                                                     at=self._wake_last_t))
         if self._capturing is not None and self.asr is not None:
             self.asr.feed(self._capturing, clean)
-
-    def _wake_listening(self) -> bool:
-        st = self.machine.state
-        return st == m.State.IDLE or (st == m.State.SPEAKING and self.config.wakeword.while_speaking)
 
     # ---- the device loop ----
     def process(self) -> None:
@@ -320,14 +320,14 @@ class DeviceApp:
             if isinstance(pev, SegmentEnded):
                 self.telemetry.report_lag(self._now - pev.at)
                 self._dispatch(m.SegmentFinished(pev.segment, pev.samples))
-            elif isinstance(pev, Idle):
-                self.telemetry.report_lag(self._now - pev.at)
+            elif isinstance(pev, Idle):  # (an idle that a flush caused is due at once: no lag figure)
                 self._dispatch(m.PlaybackIdle())
-            elif isinstance(pev, SegmentsDropped) and pev.reason == "gap":
+            elif isinstance(pev, SegmentsDropped):
                 self._dispatch(m.SegmentsDropped(pev.reason))
+        if self.asr is not None and self.asr.error and "asr" not in self.machine.errors:
+            self._dispatch(m.ComponentFailed("asr", str(self.asr.error)))
         self._dispatch(m.Tick())
         self._maybe_telemetry()
-        self._update_orb()
 
     def _maybe_telemetry(self) -> None:
         online = self.machine.online
@@ -371,10 +371,8 @@ class DeviceApp:
             if self.playback.add_segment(info):
                 self._dispatch(m.SegmentQueued(body.segment))
         elif isinstance(body, Control):
-            self._dispatch(m.ControlReceived(str(body.action), body.reason,
-                                             body.disposition.value if body.disposition else None))
+            self._dispatch(m.ControlReceived(body.action, body.reason, body.disposition))
         elif isinstance(body, EngineState):
-            self._held_threads = body.held_threads
             self._dispatch(m.EngineStateReceived(str(body.state), body.held_threads))
 
     def _dispatch(self, event: m.Event) -> None:
@@ -387,60 +385,85 @@ class DeviceApp:
         return Cursor(c.segment, c.sample) if c else None
 
     def _execute(self, cmd: m.Command) -> None:
-        pb = self.playback
-        if isinstance(cmd, m.PausePlayback):
-            c = pb.pause()
-            self._pause_cursor = Cursor(c.segment, c.sample) if c else None
-        elif isinstance(cmd, m.ResumePlayback):
-            pb.resume()
-        elif isinstance(cmd, m.FlushPlayback):
-            pb.flush()
-            pb.poll_events()  # the flush is reported by the machine's own `flushed`
-        elif isinstance(cmd, m.SendInterrupt):
-            self.telemetry.interrupts_sent += 1
-            self._send(Interrupt(cmd.utterance_id, self._pause_cursor, max(0.0, cmd.onset_s * 1000), cmd.hint))
-        elif isinstance(cmd, m.SendUtterance):
-            self._send(Utterance(cmd.utterance_id, cmd.final, cmd.text[:2000], _words(cmd.words), cmd.hint))
-        elif isinstance(cmd, m.SendWake):
-            self._send(Wake(WakeSource(cmd.source), cmd.score))
-        elif isinstance(cmd, m.SendEvent):
-            self.telemetry.event(cmd.event_type)
-            self._send(DeviceEvent(EventType(cmd.event_type)), qos=0)
-        elif isinstance(cmd, m.SendPlayback):
-            cursor = Cursor(*cmd.cursor) if cmd.cursor else self._cursor_now()
-            report = PlaybackReport(PlaybackEvent(cmd.event), cursor, pb.queued_ms(self._now), self._now * 1000)
-            self._send(report, qos=0 if cmd.event == "heartbeat" else 1)
-        elif isinstance(cmd, m.SendState):
-            status = (DeviceStatus.ERROR if cmd.error else DeviceStatus.MUTED if cmd.muted
-                      else DeviceStatus(cmd.state.value))
-            self._send(DeviceState(status, cmd.muted, self._held_threads), retain=True)
-        elif isinstance(cmd, m.SendHello):
-            self._send(Hello(self.backend.sample_rate, self.capabilities(), self.config.device.software))
-        elif isinstance(cmd, m.StartCapture):
-            self._start_capture(cmd.utterance_id, cmd.from_s)
-        elif isinstance(cmd, m.FinishCapture):
-            if self.asr is not None:
-                self.asr.finish(cmd.utterance_id)
-            if self._capturing == cmd.utterance_id:
-                self._capturing = None
-        elif isinstance(cmd, m.CancelCapture):
-            if self.asr is not None:
-                self.asr.cancel(cmd.utterance_id)
-            if self._capturing == cmd.utterance_id:
-                self._capturing = None
-        elif isinstance(cmd, m.ReopenAudio):
-            if self.backend.reopen():
-                self._dispatch(m.AudioRestored())
-        elif isinstance(cmd, m.ExitProcess):
-            log.error("exiting with %d: %s", cmd.code, cmd.reason)
-            self.exit_code = cmd.code
-            self._stop.set()
-        elif isinstance(cmd, m.Restart):
-            log.warning("restart requested")
-            self.restart_requested = True
-            self._stop.set()
-            if self.on_restart is not None:
-                self.on_restart()
+        EXECUTORS[type(cmd)](self, cmd)
+
+    # ---- command executors: each translates one command into I/O ----
+    def _x_pause(self, cmd: m.PausePlayback) -> None:
+        c = self.playback.pause()
+        self._pause_cursor = Cursor(c.segment, c.sample) if c else None
+
+    def _x_resume(self, cmd: m.ResumePlayback) -> None:
+        self.playback.resume()
+
+    def _x_flush(self, cmd: m.FlushPlayback) -> None:
+        self.playback.flush()  # its drop event reaches the machine like any other
+
+    def _x_interrupt(self, cmd: m.SendInterrupt) -> None:
+        self.telemetry.interrupts_sent += 1
+        self._send(Interrupt(cmd.utterance_id, self._pause_cursor, cmd.onset_s * 1000, cmd.hint))
+
+    def _x_utterance(self, cmd: m.SendUtterance) -> None:
+        self._send(Utterance(cmd.utterance_id, cmd.final, cmd.text, cmd.words, cmd.hint))
+
+    def _x_wake(self, cmd: m.SendWake) -> None:
+        self._send(Wake(cmd.source, cmd.score))
+
+    def _x_event(self, cmd: m.SendEvent) -> None:
+        self.telemetry.event(cmd.event_type)
+        self._send(DeviceEvent(cmd.event_type), qos=0)
+
+    def _x_playback(self, cmd: m.SendPlayback) -> None:
+        cursor = Cursor(*cmd.cursor) if cmd.cursor else self._cursor_now()
+        report = PlaybackReport(cmd.event, cursor, self.playback.queued_ms(self._now), self._now * 1000)
+        self._send(report, qos=0 if cmd.event is PlaybackEvent.HEARTBEAT else 1)
+
+    def _x_state(self, cmd: m.SendState) -> None:
+        self._send(DeviceState(cmd.status, cmd.muted, cmd.held_threads), retain=True)
+
+    def _x_hello(self, cmd: m.SendHello) -> None:
+        self._send(Hello(self.backend.sample_rate, self.capabilities(), self.config.device.software))
+
+    def _x_start_capture(self, cmd: m.StartCapture) -> None:
+        self._start_capture(cmd.utterance_id, cmd.from_s)
+
+    def _x_finish_capture(self, cmd: m.FinishCapture) -> None:
+        if self.asr is not None:
+            self.asr.finish(cmd.utterance_id)
+        if self._capturing == cmd.utterance_id:
+            self._capturing = None
+
+    def _x_cancel_capture(self, cmd: m.CancelCapture) -> None:
+        if self.asr is not None:
+            self.asr.cancel(cmd.utterance_id)
+        if self._capturing == cmd.utterance_id:
+            self._capturing = None
+
+    def _x_listening(self, cmd: m.SetListening) -> None:
+        self._wake_on, self._asr_on = cmd.wake_word, cmd.asr
+
+    def _x_orb(self, cmd: m.SetOrb) -> None:
+        self._orb = cmd.orb
+        if self.gpio is not None:
+            self.gpio.set_orb(cmd.orb.value)
+
+    def _x_reopen(self, cmd: m.ReopenAudio) -> None:
+        if self.backend.reopen():
+            self._dispatch(m.AudioRestored())
+
+    def _x_exit(self, cmd: m.ExitProcess) -> None:
+        log.error("exiting with %d: %s", cmd.code, cmd.reason)
+        self.exit_code = cmd.code
+        self._stop.set()
+
+    def _x_restart(self, cmd: m.Restart) -> None:
+        log.warning("restart requested")
+        self.restart_requested = True
+        self._stop.set()
+        if self.on_restart is not None:
+            self.on_restart()
+
+    def _x_ignored(self, cmd: m.Ignored) -> None:
+        log.debug("ignored %s: %s", type(cmd.event).__name__, cmd.reason)
 
     def _start_capture(self, uid: str, from_s: float) -> None:
         if self.asr is None:
@@ -474,37 +497,25 @@ class DeviceApp:
 
     # ---- the orb ----
     def orb_state(self) -> str:
-        """What the orb shows: error > offline > muted > the device state (idle with held threads:
-        branch_held). Values are `device.gpio.OrbState` names."""
-        if self.errors or self.machine.audio_error or (self.asr is not None and self.asr.error):
-            return "error"
-        if self.link is not None and not self.machine.online:
-            return "offline"
-        if self.machine.muted:
-            return "muted"
-        st = self.machine.state
-        if st in (m.State.LISTENING, m.State.PAUSED):
-            return "listening"
-        if st == m.State.THINKING:
-            return "thinking"
-        if st == m.State.SPEAKING:
-            return "speaking"
-        return "branch_held" if self._held_threads > 0 else "idle"
-
-    def _update_orb(self) -> None:
-        if self.gpio is not None:
-            self.gpio.set_orb(self.orb_state())
+        """What the orb shows (`device.gpio.OrbState` names), as the machine last said."""
+        return self._orb.value
 
     def _send(self, body, qos: int = 1, retain: bool = False) -> None:
+        """Publish (the machine only asks while the link is up)."""
         self.sent.append(body)
-        if self.link is not None and self.machine.online:
+        if self.link is not None:
             self.link.send(body, qos=qos, retain=retain)
 
 
-def _words(words) -> Optional[tuple]:
-    if not words:
-        return None
-    return tuple(words)[:400]
+EXECUTORS: dict[type, Callable[[DeviceApp, object], None]] = {
+    m.PausePlayback: DeviceApp._x_pause, m.ResumePlayback: DeviceApp._x_resume, m.FlushPlayback: DeviceApp._x_flush,
+    m.SendInterrupt: DeviceApp._x_interrupt, m.SendUtterance: DeviceApp._x_utterance, m.SendWake: DeviceApp._x_wake,
+    m.SendEvent: DeviceApp._x_event, m.SendPlayback: DeviceApp._x_playback, m.SendState: DeviceApp._x_state,
+    m.SendHello: DeviceApp._x_hello, m.StartCapture: DeviceApp._x_start_capture,
+    m.FinishCapture: DeviceApp._x_finish_capture, m.CancelCapture: DeviceApp._x_cancel_capture,
+    m.SetListening: DeviceApp._x_listening, m.SetOrb: DeviceApp._x_orb, m.ReopenAudio: DeviceApp._x_reopen,
+    m.ExitProcess: DeviceApp._x_exit, m.Restart: DeviceApp._x_restart, m.Ignored: DeviceApp._x_ignored,
+}
 
 
 def _build_wakeword(config: DeviceConfig):

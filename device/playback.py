@@ -324,6 +324,8 @@ class Playback:
             due = [e for e in self._events if e.at <= now]
             if due:
                 self._events = [e for e in self._events if e.at > now]
+            if self._queue:  # an idle that came due after new segments were queued is no longer true
+                due = [e for e in due if not isinstance(e, Idle)]
             return due
 
     def segment_info(self, segment: int) -> Optional[SegmentInfo]:

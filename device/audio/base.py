@@ -47,6 +47,11 @@ class AudioBackend(Protocol):
 
     sample_rate: int
     frames_per_buffer: int
+    # Driven by its caller's `step()` (the virtual card) rather than by its own clock and thread.
+    stepped: bool
+    # Time that does not follow the wall clock: a harness may wait for slow work (the recogniser)
+    # without the audio running on, as for a user whose words take no time to recognise.
+    simulated: bool
 
     def start(self, callback: AudioCallback) -> None: ...
 
@@ -62,6 +67,10 @@ class AudioBackend(Protocol):
 
     def reopen(self) -> bool:
         """Try to open the card again after a failure; True once it works."""
+        ...
+
+    def step(self) -> None:
+        """One buffer (backends with `stepped`; others never need it)."""
         ...
 
 

@@ -106,6 +106,12 @@ def _host_api_chatter_to_debug() -> Iterator[None]:
 class PortAudioBackend:
     """Implements `AudioBackend` over pyaudio (mono, int16)."""
 
+    stepped = False    # PortAudio's threads call back on the card's clock
+    simulated = False
+
+    def step(self) -> None:
+        raise RuntimeError("a PortAudio stream runs on its own clock; there is nothing to step")
+
     def __init__(self, settings: PortAudioSettings = PortAudioSettings()) -> None:
         import pyaudio  # imported here so the virtual card works where PortAudio is absent
 

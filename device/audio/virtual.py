@@ -201,6 +201,12 @@ class VirtualCard:
         """Stream time now: the nominal time of the last callback."""
         return self._buffers * self.frames_per_buffer / self.sample_rate
 
+    stepped = True  # the harness (or DeviceApp.serve) calls step() for every buffer
+
+    @property
+    def simulated(self) -> bool:
+        return not self.realtime
+
     def failure(self) -> Optional[str]:
         """The virtual card never fails."""
         return None

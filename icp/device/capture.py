@@ -1,0 +1,120 @@
+"""Utterances and captures: when the recogniser hears the user, and when an utterance is over.
+
+A mixin of `DeviceMachine` (state lives on the machine). With a recogniser (`settings.asr`), the
+machine opens a *capture* (the app streams echo-cancelled mic audio into the ASR worker) after a
+wake, a talk press, a barge-in onset, or an onset while the engine listens for a follow-up, and
+closes it when the user has stopped talking (`end_silence_s` after the VAD's offset) or after
+`max_utterance_s`. Partials and the final come back as `AsrPartial` / `AsrFinal` and leave as
+`utterance` messages. Without one (text mode: the evaluation harness), `TextHeard` plays that role.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+from icp.device import commands as C
+from icp.device.table import Step
+from icp.dispositions import Hint
+from icp.messages.rules import MAX_TEXT, MAX_WORDS
+
+if TYPE_CHECKING:
+    from icp.device.machine import DeviceMachine
+
+
+class Captures:
+    """Capture and utterance bookkeeping for `DeviceMachine`."""
+
+    def _new_utterance(self: "DeviceMachine", now: float) -> str:
+        self._utterances += 1
+        self.utterance_id = f"u{self._utterances}-{int(now * 1000)}"
+        self.hint = None
+        return self.utterance_id
+
+    def _start_capture(self: "DeviceMachine", from_s: float, now: float, speech_at: Optional[float]) -> None:
+        if not self.settings.asr or self.utterance_id is None:
+            return
+        if self.capture is not None:
+            self._emit(C.CancelCapture(self.capture))
+        self.capture = self.utterance_id
+        self._capture_since = now
+        self._run_start = speech_at
+        self._silence_since = None
+        self._spoke = False
+        self._emit(C.StartCapture(self.capture, max(0.0, from_s)))
+
+    def _finish_capture(self: "DeviceMachine") -> None:
+        if self.capture is None:
+            return
+        self.finishing = self.capture
+        self._emit(C.FinishCapture(self.capture))
+        self.capture = None
+
+    def _utterance(self: "DeviceMachine", uid: str, text: str, final: bool, hint: Optional[Hint] = None,
+                   words: Optional[tuple] = None) -> None:
+        """An `utterance` within the wire's limits (text and word timings cut, never rejected)."""
+        self._send(C.SendUtterance(uid, text[:MAX_TEXT], final, hint, tuple(words)[:MAX_WORDS] if words else None))
+
+    def _abandon_utterance(self: "DeviceMachine") -> None:
+        """Drop the capture; close the utterance with an empty final so the engine is not left waiting."""
+        uid = self.capture or self.finishing
+        if self.capture is not None:
+            self._emit(C.CancelCapture(self.capture))
+        self.capture = self.finishing = None
+        if uid is not None:
+            self._utterance(uid, "", True, self.hint)
+            if self.utterance_id == uid:
+                self.utterance_id = None
+        self.hint = None
+
+    def _final(self: "DeviceMachine", uid: str, text: str, words: Optional[tuple]) -> None:
+        self._utterance(uid, text, True, self.hint, words)
+        if self.utterance_id == uid:
+            self.utterance_id = None
+        self.hint = None
+        self._go(Step.HEARD_WORDS if text.strip() else Step.HEARD_NOTHING)
+
+    def _barge_in(self: "DeviceMachine", at: float, now: float, hint: Optional[Hint] = None) -> None:
+        self._go(Step.BARGE_IN)
+        self._emit(C.PausePlayback())
+        uid = self._new_utterance(now)
+        self.hint = hint
+        self._interrupt_open = True
+        self._send(C.SendInterrupt(uid, max(0.0, at), hint))
+        self._start_capture(at - self.settings.preroll_s, now, speech_at=at)
+
+    def _wake(self: "DeviceMachine", source, score: Optional[float], now: float, at: Optional[float] = None) -> None:
+        """Listen from the wake word's detection on. `at` is its audio time, earlier than `now` when the
+        loop runs behind the audio; a question already under way when the detector fired (a speech run
+        that began after the wake phrase ended) is captured from its onset."""
+        self._go(Step.WAKE)
+        self._listen_since = now
+        self.utterance_id = None
+        if self.capture is not None:
+            self._emit(C.CancelCapture(self.capture))
+            self.capture = None
+        self._send(C.SendWake(source, score))
+        self._event("wake")
+        if not self.settings.asr:
+            return
+        self._new_utterance(now)
+        start = now if at is None else min(now, at)
+        speech_at = None
+        on, off = self._speech_on, self._speech_off
+        if (at is not None and on is not None and off is not None and on > off
+                and at - off <= self.settings.wake_question_gap_s):
+            start = max(off, on - self.settings.preroll_s)
+            speech_at = on
+        self._start_capture(start, now, speech_at=speech_at)
+        self._capture_since = start  # audio time: SpeechEnded.at is compared with it
+
+    def _capture_tick(self: "DeviceMachine", now: float) -> None:
+        st = self.settings
+        if self.capture is not None:
+            if self._silence_since is not None and self._run_start is None and now - self._silence_since >= st.end_silence_s:
+                self._finish_capture()
+            elif now - self._capture_since >= st.max_utterance_s:
+                self._finish_capture()
+            elif (not self._spoke and self._run_start is None and self.state.value == "listening"
+                  and now - self._capture_since > st.listen_timeout_s):
+                self._abandon_utterance()
+                self._go(Step.HEARD_NOTHING)
