@@ -33,37 +33,23 @@ import numpy as np
 
 from device import machine as m
 from device.audio.base import AudioBackend, StreamTimes
-from device.audio.virtual import VirtualCard, VirtualCardSettings
 from device.bargein import MicPath
-from device.config import AudioSettings, DeviceConfig
+from device.config import DeviceConfig
 from device.dashboard import DashboardCommand
+from device.executors import EXECUTORS, Executors
+from device.parts import build_asr, build_wakeword, gpio_settings, make_backend
 from device.playback import ChunkResult, Idle, Playback, PlaybackSettings, SegmentEnded, SegmentInfo, SegmentsDropped
 from device.telemetry import TelemetryCounters
 from device.vad import SpeechOffset, SpeechOnset
+from icp.messages import AudioFrame, Capability, Control, Cursor, EngineState, Envelope, Segment
 from servicekit.systemd import Notifier
-from icp.messages import (AudioFrame, Capability, Control, Cursor, DeviceEvent, DeviceState, DeviceStatus,
-                          EngineState, Envelope, EventType, Hello, Interrupt, PlaybackEvent, PlaybackReport, Segment,
-                          Utterance, Wake, WakeSource)
+
+__all__ = ["DeviceApp", "make_backend"]
 
 log = logging.getLogger(__name__)
 
 
-def make_backend(audio: AudioSettings) -> AudioBackend:
-    if audio.backend == "virtual":
-        return VirtualCard(VirtualCardSettings(
-            sample_rate=audio.sample_rate, buffer_ms=audio.buffer_ms, output_latency_ms=audio.output_latency_ms,
-            jitter_ms=audio.jitter_ms, echo_gain=audio.echo_gain, echo_delay_ms=audio.echo_delay_ms, seed=audio.seed,
-        ), realtime=audio.realtime)
-    if audio.backend == "portaudio":
-        from device.audio.portaudio import PortAudioBackend, PortAudioSettings
-
-        return PortAudioBackend(PortAudioSettings(audio.sample_rate, audio.buffer_ms, audio.input_device,
-                                                  audio.output_device, duplex=audio.duplex,
-                                                  stall_s=audio.stall_s))
-    raise ValueError(f"unknown audio backend {audio.backend!r} (portaudio, virtual)")
-
-
-class DeviceApp:
+class DeviceApp(Executors):
     def __init__(self, config: DeviceConfig, backend: Optional[AudioBackend] = None, connect: bool = True, *,
                  wakeword=None, asr=None, gpio_pin_factory=None) -> None:
         """`wakeword` / `asr`: prebuilt detector / recogniser (tests share loaded models); otherwise
@@ -93,14 +79,14 @@ class DeviceApp:
         # wake word (optional)
         self.wakeword = wakeword
         if self.wakeword is None and config.wakeword.enabled:
-            self.wakeword = _build_wakeword(config)
+            self.wakeword = build_wakeword(config)
         self._wake_last_t: Optional[float] = None
         # ASR (optional): the model loads on the worker thread
         self.asr = None
         if asr is not None or config.asr.enabled:
             from device.recognizer import AsrWorker
 
-            self.asr = AsrWorker((lambda: asr) if asr is not None else (lambda: _build_asr(config)))
+            self.asr = AsrWorker((lambda: asr) if asr is not None else (lambda: build_asr(config)))
         self._capturing: Optional[str] = None
         # Simulated time waits for the recogniser (as for a user whose words take no time to
         # recognise) on a virtual card not paced by the wall clock; real time never waits.
@@ -129,7 +115,7 @@ class DeviceApp:
         if config.gpio.enabled:
             from device.gpio import Gpio
 
-            self.gpio = Gpio(_gpio_settings(config), self._gpio_q.append, pin_factory=gpio_pin_factory)
+            self.gpio = Gpio(gpio_settings(config), self._gpio_q.append, pin_factory=gpio_pin_factory)
 
         self.link = None
         if connect:
@@ -385,85 +371,7 @@ class DeviceApp:
         return Cursor(c.segment, c.sample) if c else None
 
     def _execute(self, cmd: m.Command) -> None:
-        EXECUTORS[type(cmd)](self, cmd)
-
-    # ---- command executors: each translates one command into I/O ----
-    def _x_pause(self, cmd: m.PausePlayback) -> None:
-        c = self.playback.pause()
-        self._pause_cursor = Cursor(c.segment, c.sample) if c else None
-
-    def _x_resume(self, cmd: m.ResumePlayback) -> None:
-        self.playback.resume()
-
-    def _x_flush(self, cmd: m.FlushPlayback) -> None:
-        self.playback.flush()  # its drop event reaches the machine like any other
-
-    def _x_interrupt(self, cmd: m.SendInterrupt) -> None:
-        self.telemetry.interrupts_sent += 1
-        self._send(Interrupt(cmd.utterance_id, self._pause_cursor, cmd.onset_s * 1000, cmd.hint))
-
-    def _x_utterance(self, cmd: m.SendUtterance) -> None:
-        self._send(Utterance(cmd.utterance_id, cmd.final, cmd.text, cmd.words, cmd.hint))
-
-    def _x_wake(self, cmd: m.SendWake) -> None:
-        self._send(Wake(cmd.source, cmd.score))
-
-    def _x_event(self, cmd: m.SendEvent) -> None:
-        self.telemetry.event(cmd.event_type)
-        self._send(DeviceEvent(cmd.event_type), qos=0)
-
-    def _x_playback(self, cmd: m.SendPlayback) -> None:
-        cursor = Cursor(*cmd.cursor) if cmd.cursor else self._cursor_now()
-        report = PlaybackReport(cmd.event, cursor, self.playback.queued_ms(self._now), self._now * 1000)
-        self._send(report, qos=0 if cmd.event is PlaybackEvent.HEARTBEAT else 1)
-
-    def _x_state(self, cmd: m.SendState) -> None:
-        self._send(DeviceState(cmd.status, cmd.muted, cmd.held_threads), retain=True)
-
-    def _x_hello(self, cmd: m.SendHello) -> None:
-        self._send(Hello(self.backend.sample_rate, self.capabilities(), self.config.device.software))
-
-    def _x_start_capture(self, cmd: m.StartCapture) -> None:
-        self._start_capture(cmd.utterance_id, cmd.from_s)
-
-    def _x_finish_capture(self, cmd: m.FinishCapture) -> None:
-        if self.asr is not None:
-            self.asr.finish(cmd.utterance_id)
-        if self._capturing == cmd.utterance_id:
-            self._capturing = None
-
-    def _x_cancel_capture(self, cmd: m.CancelCapture) -> None:
-        if self.asr is not None:
-            self.asr.cancel(cmd.utterance_id)
-        if self._capturing == cmd.utterance_id:
-            self._capturing = None
-
-    def _x_listening(self, cmd: m.SetListening) -> None:
-        self._wake_on, self._asr_on = cmd.wake_word, cmd.asr
-
-    def _x_orb(self, cmd: m.SetOrb) -> None:
-        self._orb = cmd.orb
-        if self.gpio is not None:
-            self.gpio.set_orb(cmd.orb.value)
-
-    def _x_reopen(self, cmd: m.ReopenAudio) -> None:
-        if self.backend.reopen():
-            self._dispatch(m.AudioRestored())
-
-    def _x_exit(self, cmd: m.ExitProcess) -> None:
-        log.error("exiting with %d: %s", cmd.code, cmd.reason)
-        self.exit_code = cmd.code
-        self._stop.set()
-
-    def _x_restart(self, cmd: m.Restart) -> None:
-        log.warning("restart requested")
-        self.restart_requested = True
-        self._stop.set()
-        if self.on_restart is not None:
-            self.on_restart()
-
-    def _x_ignored(self, cmd: m.Ignored) -> None:
-        log.debug("ignored %s: %s", type(cmd.event).__name__, cmd.reason)
+        EXECUTORS[type(cmd)](self, cmd)  # device/executors.py: one translation per command type
 
     def _start_capture(self, uid: str, from_s: float) -> None:
         if self.asr is None:
@@ -505,52 +413,3 @@ class DeviceApp:
         self.sent.append(body)
         if self.link is not None:
             self.link.send(body, qos=qos, retain=retain)
-
-
-EXECUTORS: dict[type, Callable[[DeviceApp, object], None]] = {
-    m.PausePlayback: DeviceApp._x_pause, m.ResumePlayback: DeviceApp._x_resume, m.FlushPlayback: DeviceApp._x_flush,
-    m.SendInterrupt: DeviceApp._x_interrupt, m.SendUtterance: DeviceApp._x_utterance, m.SendWake: DeviceApp._x_wake,
-    m.SendEvent: DeviceApp._x_event, m.SendPlayback: DeviceApp._x_playback, m.SendState: DeviceApp._x_state,
-    m.SendHello: DeviceApp._x_hello, m.StartCapture: DeviceApp._x_start_capture,
-    m.FinishCapture: DeviceApp._x_finish_capture, m.CancelCapture: DeviceApp._x_cancel_capture,
-    m.SetListening: DeviceApp._x_listening, m.SetOrb: DeviceApp._x_orb, m.ReopenAudio: DeviceApp._x_reopen,
-    m.ExitProcess: DeviceApp._x_exit, m.Restart: DeviceApp._x_restart, m.Ignored: DeviceApp._x_ignored,
-}
-
-
-def _build_wakeword(config: DeviceConfig):
-    from pathlib import Path
-
-    from device.wakeword import WakeWordDetector, WakeWordSettings
-
-    w = config.wakeword
-    return WakeWordDetector(WakeWordSettings(models=tuple(w.models), threshold=w.threshold,
-                                             refractory_s=w.refractory_s,
-                                             model_dir=Path(w.model_dir) if w.model_dir else None,
-                                             onnx_threads=w.onnx_threads))
-
-
-def _build_asr(config: DeviceConfig):
-    from pathlib import Path
-
-    from device.asr import ASRSettings, WhisperSettings, create_asr
-    from device.models import ModelSettings
-
-    a = config.asr
-    lang = a.language.lower()
-    models = ModelSettings(models_dir=Path(a.models_dir) if a.models_dir else None,
-                           vosk_models={lang: Path(a.vosk_model)} if a.vosk_model else {},
-                           whisper_model=Path(a.whisper_model) if a.whisper_model else None)
-    whisper = WhisperSettings(cpu_threads=a.whisper_threads, partials=a.partials,
-                              partial_interval_s=a.partial_interval_s)
-    return create_asr(a.backend, ASRSettings(language=lang, models=models, whisper=whisper))
-
-
-def _gpio_settings(config: DeviceConfig):
-    from device.gpio import GpioSettings
-
-    g = config.gpio
-    return GpioSettings(orb_pins=tuple(g.orb_pins) if g.orb_pins else None, orb_active_high=g.orb_active_high,
-                        orb_pwm=g.orb_pwm, orb_brightness=g.orb_brightness, mute_pin=g.mute_pin,
-                        talk_pin=g.talk_pin, button_pull_up=g.button_pull_up, bounce_time_s=g.bounce_time_s,
-                        hold_time_s=g.hold_time_s)

@@ -28,6 +28,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from icp.errors import ProtocolError
+from icp.ratelimit import LogBudget
 from icp.messages import AudioFrame, Body, Direction, Envelope, SequenceTracker, Topics, decode, encode, topic_level
 from icp.messages.topics import STATUS_OFFLINE, STATUS_ONLINE
 from device.config import MqttSettings
@@ -52,6 +53,9 @@ class DeviceLink:
         self._on_down, self._on_up, self._on_lost = on_down, on_up, on_lost
         self._tracker = SequenceTracker()
         self.rejected: list[str] = []  # reasons, newest last (bounded)
+        self.rejected_counts: dict[str, int] = {}  # every rejection, by reason (telemetry may show them)
+        self._log_budget = LogBudget(per_interval=5, interval_s=60.0)
+        self._log_lock = threading.Lock()
         self.connected = threading.Event()
         self._rtt_lock = threading.Lock()
         self._unacked: dict[int, float] = {}  # mid -> monotonic time of publish()
@@ -109,9 +113,18 @@ class DeviceLink:
 
     # ---- input ----
     def _reject(self, topic: str, reason: str) -> None:
-        log.warning("rejected message on %s: %s", topic, reason)
+        """Every rejection is counted (`rejected_counts`, by reason); the log gets at most a few lines
+        per reason a minute and a summary of the rest, so a flood of bad input cannot flood the journal."""
+        key = reason.split(":", 1)[0][:64]
+        self.rejected_counts[key] = self.rejected_counts.get(key, 0) + 1
         self.rejected.append(f"{topic}: {reason}")
         del self.rejected[:-100]
+        with self._log_lock:
+            admission = self._log_budget.admit(key, time.monotonic())
+        if admission.summary is not None:
+            log.warning("rejected messages (%s): %s", admission.summary.key, admission.summary.describe())
+        if admission.log:
+            log.warning("rejected message on %s: %s", topic, reason)
 
     def _message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         try:

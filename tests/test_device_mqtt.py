@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -166,3 +167,19 @@ def test_text_mode_interrupt_and_reconnect_reports_cursor(rig):
     _wait(app, lambda: any(p["event"] == "heartbeat" for p in engine.of("playback")[n_playback:]), 30.0)
     hb = [p for p in engine.of("playback")[n_playback:] if p["event"] == "heartbeat"][-1]
     assert hb["cursor"] == engine.of("interrupt")[0]["cursor"]
+
+
+def test_a_flood_of_bad_input_is_counted_but_not_logged_line_by_line(rig, caplog):
+    app, card, engine = rig
+    n = 600
+    with caplog.at_level("WARNING", logger="device.mqtt"):
+        for i in range(n):
+            engine.c.publish(f"segue/{engine.device}/down/control", b"{not json" + str(i).encode(), qos=0)
+        engine.raw("control", b"{last")
+        deadline = time.monotonic() + 10
+        while sum(app.link.rejected_counts.values()) < n + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert sum(app.link.rejected_counts.values()) == n + 1, app.link.rejected_counts
+    lines = [r for r in caplog.records if r.name == "device.mqtt" and "rejected" in r.getMessage()]
+    assert 1 <= len(lines) <= 10, f"{len(lines)} log lines for {n + 1} bad messages"
+    assert app.machine.online  # the conversation's link held

@@ -26,7 +26,7 @@ from icp.device import commands as C
 from icp.device import events as E
 from icp.device.capture import Captures
 from icp.device.table import TABLE, Deadline, State, Step, Trigger
-from icp.dispositions import Disposition, Hint
+from icp.dispositions import Hint
 from icp.messages.playback import Action, PlaybackEvent
 from icp.messages.session import DeviceStatus, EventType
 from icp.messages.speech import WakeSource
