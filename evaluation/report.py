@@ -7,10 +7,60 @@ from typing import Any
 from evaluation.metrics import ScenarioResult, summary
 
 
+def _summary(results: list[ScenarioResult]) -> dict[str, Any]:
+    """`metrics.summary`, where phantom/lost may be null (live runs whose LLM requests were not seen)."""
+    unseen = [r for r in results if r.report.get("phantom_words") is None]
+    if not unseen:
+        return summary(results)
+    seen = [ScenarioResult({**r.report, "phantom_words": r.report["phantom_words"] or 0,
+                            "lost_words": r.report["lost_words"] or 0,
+                            "cursor_error_ms": {**r.report["cursor_error_ms"],
+                                                "max": r.report["cursor_error_ms"]["max"] or 0.0}}, r.passed)
+            for r in results]
+    out = summary(seen)
+    if len(unseen) == len(results):
+        out["phantom_words"] = out["lost_words"] = None
+    out["requests_unseen"] = len(unseen)
+    return out
+
+
 def strategy_report(strategy: str, mode: str, results: list[ScenarioResult]) -> dict[str, Any]:
-    """Exactly the shape in shared/SCENARIOS.md ("Report")."""
+    """Exactly the shape in shared/SCENARIOS.md ("Report"); live runs add `live` per scenario."""
     return {"strategy": strategy, "mode": mode, "scenarios": [r.report for r in results],
-            "summary": summary(results)}
+            "summary": _summary(results)}
+
+
+def _pair(d: dict[str, Any] | None, a: str = "p50", b: str = "p95") -> str:
+    if not d or d.get(a) is None:
+        return "-"
+    return f"{_fmt(d.get(a))} / {_fmt(d.get(b))}"
+
+
+def live_table(results: list[ScenarioResult]) -> str:
+    """The live table: the verdict from the recordings, per scenario (the README's live table)."""
+    rows = []
+    total = 0.0
+    for r in results:
+        rep = r.report
+        live = rep.get("live", {})
+        backs = rep["go_back"]
+        total += live.get("wall_s", 0.0) or 0.0
+        rows.append([
+            rep["name"], "pass" if r.passed else "FAIL",
+            f"{sum(g['verdict'] == 'pass' for g in backs)}/{len(backs)}" if backs else "-",
+            _fmt(rep["phantom_words"]), _fmt(rep["lost_words"]),
+            _pair(rep["barge_in_stop_ms"]),
+            _pair(rep.get("absorb_gap_ms"), "p50", "max"),
+            _pair(live.get("capture_delay_ms")),
+            _pair(live.get("capture_detect_ms")),
+            _pair(rep["first_audio_ms"]),
+            str(live.get("dropouts", {}).get("count", "-")),
+            _fmt(live.get("wall_s")),
+        ])
+    table = _table(["scenario", "verdict", "go-back", "phantom", "lost", "barge-in stop p50/p95 ms (ear)",
+                    "backchannel gap p50/max ms", "capture delay p50/p95 ms", "voice→interrupt p50/p95 ms", "first audio p50/p95 ms",
+                    "dropouts", "run s"], rows)
+    return table + f"\n\nlive run time {total:.0f} s; word-boundary tolerance ±1 word at each cut"
 
 
 def _fmt(value: Any) -> str:
@@ -48,10 +98,10 @@ def scenario_table(results: list[ScenarioResult]) -> str:
 
 
 def summary_line(strategy: str, mode: str, results: list[ScenarioResult]) -> str:
-    s = summary(results)
+    s = _summary(results)
     passed = sum(r.passed for r in results)
     return (f"{strategy} ({mode}): {passed}/{s['scenarios']} scenarios pass; go-back {s['go_back_pass']}/"
-            f"{s['go_back_total']}; phantom {s['phantom_words']}; lost {s['lost_words']}; dispositions "
+            f"{s['go_back_total']}; phantom {_fmt(s['phantom_words'])}; lost {_fmt(s['lost_words'])}; dispositions "
             f"{s['disposition_accuracy']:.0%}; cursor error max {_fmt(s['cursor_error_ms_max'])} ms")
 
 

@@ -32,13 +32,26 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "real broker, a virtual sound card and a virtual listener; report phantom/lost words, "
                     "cursor error, dispositions, the go-back verdict and latencies.")
     p.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="scenario files, or directories of *.yaml")
-    p.add_argument("--mode", choices=("text", "audio"), default="text")
+    p.add_argument("--mode", choices=("text", "audio", "live"), default="text",
+                   help="live: real time, segue-server and segue-device as processes, a PulseAudio of its own, "
+                        "the verdict from recordings (shared/SCENARIOS.md)")
     p.add_argument("--strategy", choices=STRATEGY_CHOICES, default="icp",
                    help="the engine's policy; `all` runs every strategy and prints them side by side")
     p.add_argument("--broker", metavar="URL", help="use this broker (mqtt://host:port) instead of starting one")
     p.add_argument("--llm-base-url", metavar="URL",
                    help="an OpenAI-compatible endpoint instead of the scenario's scripted replies")
     p.add_argument("--llm-model", default="scripted", help="model name sent to --llm-base-url")
+    p.add_argument("--record", metavar="DIR",
+                   help="per scenario, DIR/<name>/: ear.wav, mic.wav, requests.jsonl, mqtt.jsonl, server.log, "
+                        "device.log (every mode)")
+    p.add_argument("--engine", choices=("local", "external"), default="local",
+                   help="external: run only the device, the user and the listener against whatever engine serves "
+                        "--broker (live mode, real time)")
+    p.add_argument("--topic-root", metavar="ROOT",
+                   help="MQTT topic root (default: a fresh one per run; `segue` with --engine external)")
+    p.add_argument("--device-id", metavar="ID", default="", help="the device's id (default: a fresh one per run)")
+    p.add_argument("--no-transcribe", action="store_true",
+                   help="live mode: skip the ASR transcript of ear.wav (the signal-based verdict stays)")
     p.add_argument("--json", metavar="OUT", help="write the report as JSON (a list of reports with --strategy all)")
     p.add_argument("--plot", metavar="DIR", help="write a timeline PNG per scenario (and strategy) into DIR")
     p.add_argument("--speed", type=float, help="simulated seconds per wall second (default: 8 text, 2 audio)")
@@ -66,13 +79,13 @@ def _job(scenario: Scenario, options: Any, plot_dir: str | None) -> Any:
 
 def run_all(scenarios: list[Scenario], strategies: list[str], mode: str, broker_url: str,
             llm_base_url: str | None = None, llm_model: str = "scripted", speed: float | None = None,
-            jobs: int = 1, plot_dir: str | None = None) -> dict[str, list[Any]]:
+            jobs: int = 1, plot_dir: str | None = None, record_dir: str | None = None) -> dict[str, list[Any]]:
     """Every scenario under every strategy; results in scenario order per strategy."""
     from evaluation.harness import RunOptions
 
     speed = speed or DEFAULT_SPEED[mode]
     tasks = [(s, RunOptions(broker_url=broker_url, mode=mode, strategy=strategy, llm_base_url=llm_base_url,
-                            llm_model=llm_model, speed=speed), plot_dir)
+                            llm_model=llm_model, speed=speed, record_dir=record_dir), plot_dir)
              for strategy in strategies for s in scenarios]
     if jobs <= 1 or len(tasks) == 1:
         results = [_job(*t) for t in tasks]
@@ -98,6 +111,12 @@ def main(args: argparse.Namespace) -> int:
         print("segue-eval: no scenario files found", file=sys.stderr)
         return 2
     strategies = list(STRATEGY_CHOICES[:-1]) if args.strategy == "all" else [args.strategy]
+    if args.engine == "external" and args.mode != "live":
+        print("segue-eval: --engine external runs in live mode (real time): add --mode live", file=sys.stderr)
+        return 2
+    if args.engine == "external" and args.broker is None:
+        print("segue-eval: --engine external needs --broker (the broker the engine serves)", file=sys.stderr)
+        return 2
     if args.plot:
         Path(args.plot).mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -110,11 +129,22 @@ def main(args: argparse.Namespace) -> int:
             broker_url = stack.enter_context(Mosquitto(Path(workdir))).url
         print(f"running {len(scenarios)} scenario(s) x {len(strategies)} strategy(ies) in {args.mode} mode "
               f"against {broker_url} ...", file=sys.stderr, flush=True)
-        runs = run_all(scenarios, strategies, args.mode, broker_url, args.llm_base_url, args.llm_model,
-                       args.speed, max(1, args.jobs), args.plot)
+        if args.mode == "live":
+            from evaluation.live.runner import run_live_all
+
+            runs = {strategy: run_live_all(scenarios, broker_url, strategy, args.engine, args.topic_root,
+                                           args.device_id, args.llm_base_url, args.llm_model, args.record,
+                                           transcribe=not args.no_transcribe)
+                    for strategy in strategies}
+        else:
+            runs = run_all(scenarios, strategies, args.mode, broker_url, args.llm_base_url, args.llm_model,
+                           args.speed, max(1, args.jobs), args.plot, args.record)
     for strategy, results in runs.items():
         print(f"\n== strategy {strategy} ({args.mode} mode) ==")
         print(report.scenario_table(results))
+        if args.mode == "live":
+            print()
+            print(report.live_table(results))
         print(report.summary_line(strategy, args.mode, results))
     if len(runs) > 1:
         print("\n== strategies side by side ==")

@@ -54,6 +54,7 @@ class RunOptions:
     turn_timeout_s: float = 120.0  # simulated seconds a turn's condition may take
     settle_timeout_s: float = 120.0  # after the last turn: until the agent is done
     device_id: str = ""  # empty: a fresh id per run (the MQTT client id derives from it, so runs never collide)
+    record_dir: str | None = None  # --record: DIR/<scenario>/ ear.wav, mic.wav, requests.jsonl, mqtt.jsonl, logs
     on_event: Callable[[str], None] | None = None  # live narration (the demo)
 
     def __post_init__(self) -> None:
@@ -128,6 +129,12 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> Trace:
         say(f"server up (strategy {options.strategy}, LLM {base_url}, espeak TTS)")
 
         cfg = device_config(scenario, options, topic_root)
+        if options.record_dir:
+            from evaluation.live.record import Recording
+
+            recording = Recording(options, scenario.name, topic_root, options.device_id)
+            stack.callback(recording.close)
+            stack.callback(lambda: recording.save(card, llm, trace))
         device = DeviceApp(cfg, backend=card, connect=False)
         net = scenario.network
         link = FaultyLink(cfg.mqtt, cfg.device.id, device._down_q.append, clock=card.time,

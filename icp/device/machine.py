@@ -202,8 +202,12 @@ class DeviceMachine(Captures):
         if self.state is State.SPEAKING and self.settings.bargein:
             self._barge_in(ev.at, now)
         elif self.state is State.LISTENING and self.utterance_id is None:
-            self._new_utterance(now)
+            uid = self._new_utterance(now)
             self._start_capture(ev.at - self.settings.preroll_s, now, speech_at=ev.at)
+            # Tell the engine at once that the user has begun (an empty partial): the recogniser's
+            # first words come a second or more later, and meanwhile the engine's auto-resume would
+            # start the held thread over the user's "okay, go back" (found in live mode).
+            self._utterance(uid, "", False, self.hint)
         elif self.capture is not None:
             self._run_start = ev.at
             self._silence_since = None

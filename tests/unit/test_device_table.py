@@ -73,3 +73,15 @@ def test_orb_precedence():
     assert mc.orb() is Orb.MUTED
     mc.handle(E.AudioLost("gone"), 0.3)
     assert mc.orb() is Orb.ERROR
+
+
+def test_speech_while_listening_is_announced_at_once():
+    """The engine must know the user has begun before the recogniser's first words (its auto-resume
+    would otherwise start the held thread over "okay, go back": found in live mode)."""
+    from icp.device import commands as C
+
+    mc = DeviceMachine(online=True)
+    mc.handle(E.ControlReceived("listen"), 0.0)
+    cmds = mc.handle(E.SpeechStarted(0.4), 0.45)
+    sent = [c for c in cmds if isinstance(c, C.SendUtterance)]
+    assert len(sent) == 1 and sent[0].text == "" and not sent[0].final

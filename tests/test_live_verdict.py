@@ -1,0 +1,103 @@
+"""The live verdict on a synthetic run: recordings and wire messages made up here, no processes (fast).
+
+Timeline (seconds of the ear recording):
+  0.2-0.7  the user at the mic: "tell me numbers"      0.9  final utterance; 0.92 LLM request; 0.95 segment 1
+  1.0-2.0  the ear plays segment 1's first 4 words      1.9-2.4  the user: "wait what" (barge-in)
+  1.95     interrupt, cursor (1, 16000)                 2.6  final; 2.61 flush BRANCH; 2.62 LLM request
+  2.65     segment 2 announced; 3.0-3.5 it plays
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evaluation.harness.trace import Trace, TurnRecord
+from evaluation.live.ear import LiveEarIndex
+from evaluation.live.user import Spoken
+from evaluation.live.verdict import live_verdict
+from evaluation.live.wire import WireEvent
+from evaluation.live.world import LiveRun
+from evaluation.scenario import Scenario
+from icp.messages import Action, Control, Cursor, Interrupt, Segment, Utterance
+from icp.words import WordTiming
+
+SR = 16000
+T0 = 100.0  # monotonic time of ear sample 0
+
+
+def _noise(n: int, seed: int) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(n) * 3000).astype(np.int16)
+
+
+def _segment(sid: int, item: str, words: list[str], prev: int) -> Segment:
+    timings = tuple(WordTiming(w, i * 250.0, (i + 1) * 250.0 - 10.0) for i, w in enumerate(words))
+    return Segment(sid, item, "t1" if item == "a1" else "t2", " ".join(words), timings, 0, SR, len(words) * 4000, prev)
+
+
+def _run(assistant_said: str) -> LiveRun:
+    seg1 = _segment(1, "a1", "one two three four five six seven eight".split(), 0)
+    seg2 = _segment(2, "a2", "nine ten".split(), 0)
+    pcm = {1: _noise(seg1.samples, 1), 2: _noise(seg2.samples, 2)}
+    ear = np.zeros(4 * SR, dtype=np.int16)
+    ear[SR : 2 * SR] = pcm[1][:SR]
+    ear[3 * SR : 3 * SR + seg2.samples] = pcm[2]
+    voice1, voice2 = _noise(8000, 3), _noise(8000, 4)
+    mic = (np.random.default_rng(5).standard_normal(4 * SR) * 50).astype(np.int16)
+    mic[int(0.2 * SR) : int(0.2 * SR) + 8000] += voice1
+    mic[int(1.9 * SR) : int(1.9 * SR) + 8000] += voice2
+    index = LiveEarIndex(SR)
+    index.update(ear, pcm)
+    trace = Trace("synthetic", "icp", "live", 0.5, SR, 0.0, index)  # type: ignore[arg-type]
+    trace.segments = {1: seg1, 2: seg2}
+    trace.turns = [TurnRecord(0, "tell me numbers", "NEW", start=0.1),
+                   TurnRecord(1, "wait what", "BRANCH", start=1.8, agent_speaking=True, playing_item="a1")]
+    from evaluation.harness.trace import LlmRequest
+
+    trace.llm_requests = [
+        LlmRequest(0.92, [{"role": "user", "content": "tell me numbers"}]),
+        LlmRequest(2.62, [{"role": "user", "content": "tell me numbers"},
+                          {"role": "assistant", "content": assistant_said},
+                          {"role": "user", "content": "wait what"}]),
+    ]
+    ev = lambda t, d, level, body: WireEvent(T0 + t, d, level, body)  # noqa: E731
+    events = [
+        ev(0.9, "up", "utterance", Utterance("u1", True, "tell me numbers")),
+        ev(0.95, "down", "segment", seg1),
+        ev(1.95, "up", "interrupt", Interrupt("u2", Cursor(1, 16000), 1950.0)),
+        ev(2.6, "up", "utterance", Utterance("u2", True, "wait what")),
+        ev(2.61, "down", "control", Control(Action.FLUSH, "BRANCH")),
+        ev(2.65, "down", "segment", seg2),
+    ]
+    spoken = [Spoken(0, "tell me numbers", voice1, T0 + 0.1), Spoken(1, "wait what", voice2, T0 + 1.8)]
+    return LiveRun(Scenario("synthetic", ()), trace, index, ear, mic, 0.0, spoken, T0, None, True,
+                   llm_replies=["one two three four five six seven eight", "nine ten"], wire_events=events,
+                   segment_pcm=pcm)
+
+
+def test_verdict_from_the_recordings_and_the_wire() -> None:
+    result = live_verdict(_run("one two three four"), transcribe=False)
+    rep = result.report
+    assert rep["errors"] == []
+    assert rep["dispositions"] == [{"turn": 1, "expected": "NEW", "got": "NEW"},
+                                   {"turn": 2, "expected": "BRANCH", "got": "BRANCH"}]
+    assert rep["phantom_words"] == 0 and rep["lost_words"] == 0
+    # the user's voice found at the mic: 1.9 s; the last agent sample at the ear: 2.0 s - 1 sample
+    assert rep["barge_in_stop_ms"]["p50"] == pytest.approx(100.0, abs=1.0)
+    assert rep["live"]["user_speech"]["2"]["start"] == pytest.approx(1.9, abs=0.011)
+    # first audio: voice end 0.7 -> 1.0 s, and 2.4 -> 3.0 s
+    assert rep["first_audio_ms"]["p50"] == pytest.approx(300.0, abs=15)
+    assert rep["first_audio_ms"]["p95"] == pytest.approx(600.0, abs=15)
+    assert rep["cursor_error_words"]["max"] == 0
+    assert rep["live"]["capture_detect_ms"]["p50"] == pytest.approx(50.0, abs=12)
+    assert rep["live"]["dropouts"]["count"] == 0
+    assert result.passed, result.failures
+
+
+def test_phantom_and_lost_words_keep_one_word_of_tolerance_at_the_cut() -> None:
+    # word 5 never played at all: it is phantom; the partly-played-word tolerance does not cover it
+    rep = live_verdict(_run("one two three four five"), transcribe=False).report
+    assert rep["phantom_words"] == 1 and rep["lost_words"] == 0
+    # word 4 played fully: leaving it out of the next request loses it
+    rep = live_verdict(_run("one two three"), transcribe=False).report
+    assert rep["phantom_words"] == 0 and rep["lost_words"] == 1
