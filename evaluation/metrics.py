@@ -16,6 +16,7 @@ from typing import Any
 
 from evaluation.harness.ear import words_heard
 from evaluation.harness.trace import Trace, TurnRecord, item_heard
+from icp import commands as C
 from icp.context import strip_notes
 from icp.messages import Cursor
 
@@ -226,12 +227,64 @@ def _align(reply: list[str], held: list[str], near: int) -> int | None:
     return None
 
 
+def _judge(trace: Trace, entry: dict[str, Any], held_id: str | None, t: float, reply_id: str | None) -> None:
+    """Did the reply to a go-back start at `held_id`'s first word not fully heard at time t?"""
+    if held_id is None:
+        return
+    held = norm_words(trace.items.get(held_id, ("", ""))[1])
+    heard = item_heard(trace, held_id, t, content_only=False)
+    reply: list[str] = []
+    if reply_id is not None:
+        segs = trace.item_segments(reply_id)
+        bridge = segs[0].bridge_words if segs else 0
+        reply = norm_words(trace.items.get(reply_id, ("", ""))[1])[bridge:]
+    start = _align(reply, held, heard)
+    if start is None:
+        entry["skipped_words"] = max(0, len(held) - heard)
+        return
+    entry["skipped_words"] = max(0, start - heard)
+    entry["replayed_words"] = max(0, heard - start)
+    if entry["skipped_words"] == 0 and entry["replayed_words"] <= 1:
+        entry["verdict"] = "pass"
+
+
+def _auto_resumes(trace: Trace) -> list[tuple[float, C.ResumePlanned]]:
+    """Resumes nobody asked for (auto_resume after a side answer), with the time they began."""
+    times = [t for t, d in trace.dispositions if d.source == "auto" and d.applied.value == "RESUME"]
+    out = []
+    for t in times:
+        cmd = next((r for tr, r in trace.resumes if tr >= t), None)
+        if cmd is not None:
+            out.append((t, cmd))
+    return out
+
+
 def go_back(trace: Trace, applied: dict[int, str | None]) -> list[dict[str, Any]]:
-    results = []
+    """One entry per RESUME turn, and one (`"auto": true`, numbered by the turn before it) per
+    auto-resume: a held thread that came back by itself is a go-back too, judged the same way."""
+    results: list[dict[str, Any]] = []
     held_stack: list[str] = []
+    undoable: str | None = None  # a CANCEL/MODIFY's reply: "go back" as the next turn undoes it
+    autos = _auto_resumes(trace)
+
+    def auto_before(t: float, turn_no: int) -> None:
+        while autos and autos[0][0] < t:
+            when, cmd = autos.pop(0)
+            entry = {"turn": turn_no, "verdict": "fail", "skipped_words": 0, "replayed_words": 0, "auto": True}
+            results.append(entry)
+            _judge(trace, entry, held_stack.pop() if held_stack else None, when, cmd.new_item_id)
+
     for turn in trace.turns:
+        auto_before(turn.start, turn.index)
         kind = turn.expect or applied.get(turn.index)
-        if kind == "BRANCH" and turn.playing_item:
+        target = None
+        if kind == "RESUME":
+            target = undoable or (held_stack.pop() if held_stack else None)
+        if kind not in (None, "ABSORB"):
+            undoable = None  # the user moved on (or undid it): what was cancelled is gone
+        if kind in ("CANCEL", "MODIFY") and turn.playing_item:
+            undoable = turn.playing_item
+        elif kind == "BRANCH" and turn.playing_item:
             held_stack.append(turn.playing_item)
         elif kind == "DROP":
             held_stack.clear()
@@ -239,27 +292,8 @@ def go_back(trace: Trace, applied: dict[int, str | None]) -> list[dict[str, Any]
             continue
         entry = {"turn": turn.index + 1, "verdict": "fail", "skipped_words": 0, "replayed_words": 0}
         results.append(entry)
-        if not held_stack:
-            entry["verdict"] = "fail"
-            continue
-        held_id = held_stack.pop()
-        held_text = trace.items.get(held_id, ("", ""))[1]
-        held = norm_words(held_text)
-        heard = item_heard(trace, held_id, turn.start, content_only=False)
-        reply_id = _reply_item(trace, turn)
-        reply: list[str] = []
-        if reply_id is not None:
-            segs = trace.item_segments(reply_id)
-            bridge = segs[0].bridge_words if segs else 0
-            reply = norm_words(trace.items.get(reply_id, ("", ""))[1])[bridge:]
-        start = _align(reply, held, heard)
-        if start is None:
-            entry["skipped_words"] = max(0, len(held) - heard)
-            continue
-        entry["skipped_words"] = max(0, start - heard)
-        entry["replayed_words"] = max(0, heard - start)
-        if entry["skipped_words"] == 0 and entry["replayed_words"] <= 1:
-            entry["verdict"] = "pass"
+        _judge(trace, entry, target, turn.start, _reply_item(trace, turn))
+    auto_before(float("inf"), len(trace.turns))
     return results
 
 

@@ -45,6 +45,7 @@ class AssistantItem:
     thread: str
     text: str = ""  # everything generated so far (the generated timeline)
     complete: bool = False  # generation finished
+    truncated: bool = False  # ...because it was stopped before the model had finished
     cut: bool = False  # playback stopped before the end was heard
     bridge_words: int = 0  # leading words that are a resume bridge
     resumes: str | None = None  # the item this one continues

@@ -25,6 +25,9 @@ class Strategy:
     # After a side answer, a held thread may resume by itself (`auto_resume = "auto"`). A baseline that
     # never holds threads on purpose does not; a thread it holds (a device restart) waits for "go back".
     auto_resume: bool = True
+    # A CANCEL or MODIFY keeps what "go back" would resume for a while (`EngineSettings.undo_window_s`).
+    # The cancel-restart baseline drops everything at once, as the pipelines it stands for do.
+    undo: bool = True
 
     def apply(self, disposition: Disposition, speaking: bool) -> Disposition:
         return disposition
@@ -50,6 +53,7 @@ class CancelRestart(Strategy):
 
     name: str = "cancel-restart"
     auto_resume: bool = False
+    undo: bool = False
 
     def apply(self, disposition: Disposition, speaking: bool) -> Disposition:
         return Disposition.CANCEL if speaking else Disposition.NEW

@@ -11,9 +11,10 @@ from collections.abc import Callable
 
 from icp import commands as C
 from icp.classifier import is_bare_stop
-from icp.conversation import ThreadStatus
+from icp.conversation import AssistantItem, Thread, ThreadStatus
 from icp.dispositions import Disposition
 from icp.engine.pipeline import Pipeline
+from icp.engine.settings import Undo
 from icp.engine.table import Deadline, State, Step
 from icp.messages.playback import Action
 from icp.words import split_words
@@ -33,14 +34,34 @@ class Apply(Pipeline):
         self.utterance_hint = None
         self.awaiting_yes = False
         d = applied or self.strategy.apply(classified, speaking)
-        d = WHILE_SPEAKING.get(d, d) if speaking else WHILE_IDLE.get(d, d)
+        undoing = d is D.RESUME and self.undo is not None  # "go back" undoes even over a reply
+        if not undoing:
+            d = WHILE_SPEAKING.get(d, d) if speaking else WHILE_IDLE.get(d, d)
         if not speaking and d is D.CANCEL:
             d = D.DROP if is_bare_stop(text) else D.NEW
-        if d is D.RESUME and self.conv.nearest_held(self.active_thread) is None:
+        if d is D.RESUME and not undoing and self.conv.nearest_held(self.active_thread) is None:
             d = D.NEW
+        if d in (D.BRANCH, D.NEW, D.DROP):
+            self._close_undo()  # the user moved on: what was cancelled is gone (see `Undo`)
         self._emit(C.DispositionApplied(utterance_id, text, classified, d, confidence, source))
         DISPOSITIONS[d](self, text)
         self._persist()
+
+    # -- undo -------------------------------------------------------------------------------------
+    def _undo_allowed(self) -> bool:
+        return self.settings.undo_window_s > 0 and self.strategy.undo
+
+    def _open_undo(self, disposition: Disposition, item: AssistantItem | None) -> None:
+        """Keep `item` resumable from its first word not fully heard. Its generation was stopped all
+        the same (a stop stops spending): an undone reply that the model had not finished goes on
+        from what was heard once its generated rest has been heard (`Pipeline._maybe_reply_done`)."""
+        if item is not None and self._undo_allowed():
+            self.undo = Undo(disposition.value, item.thread, item.id, self.strategy.resume_word(self.conv, item))
+
+    def _close_undo(self) -> None:
+        """The undo window closed: what was cancelled is gone, as if the undo had never been kept."""
+        self.undo = None
+        self.deadlines.pop(Deadline.UNDO, None)
 
     def _do_absorb(self, text: str) -> None:
         self._emit(C.DeviceControl(Action.RESUME, "ABSORB", D.ABSORB))
@@ -55,16 +76,20 @@ class Apply(Pipeline):
 
     def _do_modify(self, text: str) -> None:
         thread = self.active_thread or self.conv.new_thread(None).id
-        self._stop_voice(hold=False, reason="MODIFY", disposition=D.MODIFY)
+        self._close_undo()
+        stopped = self._stop_voice(hold=False, reason="MODIFY", disposition=D.MODIFY)
         self._cancel_all_for_thread(thread)
+        self._open_undo(D.MODIFY, stopped)
         self.active_thread = thread
         self._start_reply(thread, text)
 
     def _do_cancel(self, text: str) -> None:
+        self._close_undo()
         if self.active_thread:
-            self._stop_voice(hold=False, reason="CANCEL", disposition=D.CANCEL)
+            stopped = self._stop_voice(hold=False, reason="CANCEL", disposition=D.CANCEL)
             self._cancel_all_for_thread(self.active_thread)
             self.conv.threads[self.active_thread].status = ThreadStatus.CANCELLED
+            self._open_undo(D.CANCEL, stopped)
         if is_bare_stop(text):
             self.active_thread = None
             self._step(Step.STOPPED)
@@ -88,15 +113,26 @@ class Apply(Pipeline):
 
     def _do_resume(self, text: str) -> None:
         self.deadlines.pop(Deadline.AUTO_RESUME, None)
+        undo = self.undo
+        if undo is not None:
+            # Undo a CANCEL/MODIFY: what was said since (the answer to the misreading) stays in the
+            # context as heard; the undone reply resumes exactly as a held one would.
+            self.undo = None
+            self.deadlines.pop(Deadline.UNDO, None)
+            if self.voice_item is not None:
+                self._stop_voice(hold=False, reason="UNDO", disposition=D.CANCEL)
+            return self._resume(self.conv.threads[undo.thread], self.conv.item(undo.item), undo.word)
         thread = self.conv.nearest_held(self.active_thread)
         if thread is None or thread.held_item is None:
             return self._do_new(text)
+        self._resume(thread, self.conv.item(thread.held_item), thread.resume_word)
+
+    def _resume(self, thread: Thread, held: AssistantItem, word: int) -> None:
+        """Bridge phrase + `held`'s text from `word` (its first word not fully heard), in `thread`."""
         # Threads nested under the one resumed are finished.
         for t in self.conv.threads.values():
             if t.status is ThreadStatus.ACTIVE and t.id != thread.id:
                 t.status = ThreadStatus.DONE
-        held = self.conv.item(thread.held_item)
-        word = thread.resume_word
         remainder = held.text_from_word(word)
         thread.status = ThreadStatus.ACTIVE
         self.active_thread = thread.id
@@ -112,6 +148,7 @@ class Apply(Pipeline):
         item = self.conv.add_item(thread.id, f"{bridge} {remainder}" if bridge else remainder,
                                   bridge_words=len(split_words(bridge)), resumes=held.id)
         item.complete = gen is None
+        item.truncated = gen is None and held.truncated  # the model had more to say: see `_maybe_reply_done`
         if gen is not None:
             gen.item = item.id  # the parent's generation goes on into the resumed item
         self._emit(C.ResumePlanned(thread.id, held.id, word, item.id))

@@ -8,7 +8,7 @@ conversation in one step, and splitting the state would only hide that.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from icp import commands as C
@@ -16,7 +16,7 @@ from icp import events as E
 from icp.context import build_messages
 from icp.conversation import AssistantItem, Conversation
 from icp.dispositions import Hint
-from icp.engine.settings import EngineSettings, Generation, PendingSegment
+from icp.engine.settings import EngineSettings, Generation, PendingSegment, Undo
 from icp.engine.table import TABLE, Deadline, Previous, State, Trigger, trigger_name
 from icp.strategies import Icp, Strategy
 
@@ -47,6 +47,7 @@ class SessionCore:
     deadlines: dict[Deadline, float] = field(default_factory=dict)
     before_offline: State = State.IDLE
     awaiting_yes: bool = False
+    undo: Undo | None = None  # a CANCEL/MODIFY that "go back" can still undo (`apply`)
     now: float = 0.0  # the latest time an event brought
     _out: list[C.Command] = field(default_factory=list)
 
@@ -84,6 +85,7 @@ class SessionCore:
             "conversation": self.conv.to_dict(),
             "active_thread": self.active_thread,
             "next_segment": self.next_segment,
+            "undo": asdict(self.undo) if self.undo is not None else None,
         }
 
     # -- generations ------------------------------------------------------------------------------
@@ -96,11 +98,14 @@ class SessionCore:
     def _generation_for(self, item_id: str) -> Generation | None:
         return next((g for g in self.generations.values() if g.item == item_id), None)
 
-    def _cancel_generation(self, item_id: str) -> None:
+    def _cancel_generation(self, item_id: str, truncate: bool = True) -> None:
+        """Stop the item's generation. `truncate`: the model may go on later from what was heard
+        (a resumed reply, once its generated rest is heard); not so for a reply given up on."""
         gen = self._generation_for(item_id)
         if gen is not None:
             del self.generations[gen.id]  # later text for it is ignored as "not running"
-            self.conv.item(item_id).complete = True
+            item = self.conv.item(item_id)
+            item.complete, item.truncated = True, truncate
             self._emit(C.CancelGeneration(gen.id))
 
     def _cancel_all_for_thread(self, thread_id: str) -> None:

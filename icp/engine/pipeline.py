@@ -28,8 +28,9 @@ class Pipeline(SessionCore):
     def _voice(self, item: AssistantItem) -> None:
         self.voice_item = item.id
 
-    def _stop_voice(self, hold: bool, reason: str, disposition: Disposition | None = None) -> None:
-        """Stop the audio of the current reply at the heard cursor; hold its thread or not."""
+    def _stop_voice(self, hold: bool, reason: str, disposition: Disposition | None = None) -> AssistantItem | None:
+        """Stop the audio of the current reply at the heard cursor; hold its thread or not. Returns
+        the item that was being voiced, if any (an undoable CANCEL/MODIFY keeps it)."""
         item_id = self.voice_item
         self._flush(reason, disposition)
         dropped = self.conv.drop_unplayed()
@@ -41,7 +42,7 @@ class Pipeline(SessionCore):
         if discard:
             self._emit(C.DiscardAudio(tuple(discard)))
         if item_id is None:
-            return
+            return None
         item = self.conv.item(item_id)
         if item.heard < len(item.words) or not item.complete:
             item.cut = True
@@ -55,6 +56,7 @@ class Pipeline(SessionCore):
                 self._cancel_generation(item.id)
         else:
             self._cancel_generation(item.id)
+        return item
 
     def _flush(self, reason: str, disposition: Disposition | None = None) -> None:
         self._emit(C.DeviceControl(Action.FLUSH, reason, disposition))
@@ -110,6 +112,17 @@ class Pipeline(SessionCore):
         if self.to_synth or self.ready or self.in_flight or self.conv.playing_item() is not None:
             return
         self.voice_item = None
+        if item.resumes is not None and item.truncated:
+            # A resumed reply whose generation had been stopped (a CANCEL/MODIFY undone, a held
+            # thread's background limit): all of it is heard now, so the model goes on from there.
+            item.truncated = False
+            more = self.conv.add_item(item.thread)
+            self._voice(more)
+            self._new_generation(more)
+            self._step(Step.REPLY_DONE)
+            self._step(Step.REPLY)
+            self._persist()
+            return
         thread = self.conv.threads[item.thread]
         parent = self.conv.threads.get(thread.parent) if thread.parent else None
         if parent is not None and parent.status is ThreadStatus.HELD:
@@ -212,7 +225,7 @@ class Pipeline(SessionCore):
         self.to_synth = [s for s in self.to_synth if s.item != item.id]
         if later:
             self._emit(C.DiscardAudio(tuple(later)))
-        self._cancel_generation(item.id)
+        self._cancel_generation(item.id, truncate=False)
         item.cut = True
         item.segmented_chars = len(item.text)  # nothing more of it will be voiced
 

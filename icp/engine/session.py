@@ -15,7 +15,7 @@ from icp import commands as C
 from icp import events as E
 from icp.conversation import AssistantItem, Conversation
 from icp.dispositions import Disposition
-from icp.engine.settings import EngineSettings
+from icp.engine.settings import EngineSettings, Undo
 from icp.engine.speech import Speech
 from icp.engine.table import ACCEPTS, DEADLINE_STATE, Deadline, State, Step
 from icp.strategies import Strategy
@@ -35,6 +35,7 @@ class Session(Speech):
         before = self.state
         self.now = max(self.now, event.now)
         HANDLERS[kind](self, event)
+        self._arm_undo()
         self._check_deadlines()
         self._pump()
         if self.state != before:
@@ -68,6 +69,17 @@ class Session(Speech):
     def _on_tick(self, ev: E.Tick) -> None:
         pass
 
+    def _arm_undo(self) -> None:
+        """The undo window runs while the machine is idle: it starts the first time the machine is
+        idle after the CANCEL/MODIFY (not while the answer to the misreading plays) and its end is
+        fixed then. `Deadline.UNDO` lives in `idle` only; a user who starts talking before it fires
+        (listening) is still in time, whatever their final words take to come."""
+        if self.undo is None or self.state is not S.IDLE:
+            return
+        if self.undo.expires is None:
+            self.undo.expires = self.now + self.settings.undo_window_s
+        self.deadlines.setdefault(Deadline.UNDO, self.undo.expires)
+
     def _check_deadlines(self) -> None:
         """Fire due timeouts. A deadline whose state has passed is dropped; while offline, it waits."""
         if self.state is S.OFFLINE:
@@ -89,6 +101,11 @@ class Session(Speech):
                 self._step(Deadline.LISTEN)
             elif name is Deadline.CLASSIFY:
                 self._classify_fallback("timeout")
+            elif name is Deadline.UNDO:
+                self._ignore("Tick", "undo window closed: the cancelled reply can no longer be resumed")
+                self._close_undo()
+                self._step(Deadline.UNDO)
+                self._persist()
             else:
                 self._apply("auto-resume", "", Disposition.RESUME, Disposition.RESUME, 1.0, "auto", self.now)
 
@@ -100,12 +117,15 @@ class Session(Speech):
         session.conv = Conversation.from_dict(snapshot["conversation"])
         session.active_thread = snapshot.get("active_thread")
         session.next_segment = int(snapshot.get("next_segment", 1))
+        if snapshot.get("undo"):
+            # The old process's clock means nothing here: the window starts again when next idle.
+            session.undo = Undo(**(snapshot["undo"] | {"expires": None}))
         for seg in session.conv.segments:
             if seg.heard_samples < seg.samples:
                 seg.dropped = True
         for entry in session.conv.log:
             if isinstance(entry, AssistantItem) and not entry.complete:
-                entry.complete, entry.cut = True, True
+                entry.complete, entry.cut, entry.truncated = True, True, True
         return session
 
 

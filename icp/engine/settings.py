@@ -31,6 +31,9 @@ class EngineSettings:
     max_tokens: int = 400
     background_max_words: int = 250  # a held parent's generation may finish this far past its cursor
     lost_audio_s: float = 3.0  # audio sent this long ago that an idle device never played was lost
+    # A CANCEL or MODIFY may have been a misreading: "go back" undoes it while the agent has been idle
+    # for less than this (and the user said nothing else in between). 0: dispositions are final.
+    undo_window_s: float = 20.0
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     segmenter: SegmenterSettings = SegmenterSettings()
 
@@ -39,6 +42,8 @@ class EngineSettings:
             raise ValueError("heard_threshold must be in [0, 1)")
         if self.lookahead_ms <= 0:
             raise ValueError("lookahead_ms must be positive")
+        if self.undo_window_s < 0:
+            raise ValueError("undo_window_s must be >= 0")
 
 
 @dataclass
@@ -58,3 +63,21 @@ class PendingSegment:
     sample_rate: int = 0
     words: tuple[WordTiming, ...] = ()
     attempts: int = 0
+
+
+@dataclass
+class Undo:
+    """What "go back" would bring back after a CANCEL or MODIFY that may have been a misreading.
+
+    Why a record and not a thread status: a MODIFY keeps its thread active (the correction's answer
+    goes on in it), so what is undoable is an item and its first word not fully heard, exactly what
+    a held thread keeps. Its generation is stopped as before (a stop stops spending); the text
+    generated so far is kept in the item. `expires` is set when the machine is next idle (the window
+    does not run while the reply to the misreading plays).
+    """
+
+    disposition: str  # "CANCEL" or "MODIFY": the disposition that may be undone
+    thread: str  # the thread the resumed item goes into
+    item: str  # the item to resume
+    word: int  # its first word not fully heard
+    expires: float | None = None  # engine time the window closes; None: not counting yet

@@ -18,6 +18,18 @@ from icp.messages.playback import Action
 
 S = State
 AFFIRMATIVE = re.compile(r"^\W*(yes|yeah|yep|sure|please|ok(ay)?|go ahead|go on)\b", re.I)
+# "Go back" right after a CANCEL/MODIFY that may have been a misreading ("no, I was just asking, go
+# back"): an undo, whatever else the sentence holds. Only consulted while an undo is open (`Undo`),
+# and only when the sentence ends on it, so "does the universe continue" or "don't go back" are not.
+GO_BACK = re.compile(
+    r"(?<!not )(?<!n't )(?<!never )\b(go(ing)? back|carry on|keep going|go on|continue|as you were|"
+    r"where were (we|you)|you were saying)( to (it|that|what you were saying|the \w+))?"
+    r"(,? (then|please|thanks|thank you))?\W*$", re.I)
+UNDO_MAX_WORDS = 12
+# Over the answer to the misreading, "go on" / "keep going" alone asks for more of *that* answer: only
+# "go back" (or a "no" first: "no, carry on") undoes there.
+UNDO_OVER_A_REPLY = re.compile(
+    r"^\W*(no|nope|nah)\b|\bgo(ing)? back\b|\bwhere were (we|you)\b|\byou were saying\b", re.I)
 
 
 class Speech(Apply):
@@ -73,6 +85,9 @@ class Speech(Apply):
             d = Disposition.CANCEL if speaking else Disposition.DROP
             self._apply(ev.utterance_id, text, d, d, 1.0, "hint", ev.now)
             return
+        if self._is_undo(text, speaking):
+            self._apply(ev.utterance_id, text, Disposition.RESUME, Disposition.RESUME, 1.0, "undo", ev.now)
+            return
         if not speaking and self.awaiting_yes and AFFIRMATIVE.match(text):
             self._apply(ev.utterance_id, text, Disposition.RESUME, Disposition.RESUME, 1.0, "ask", ev.now)
             return
@@ -82,6 +97,12 @@ class Speech(Apply):
         self.deadlines[Deadline.CLASSIFY] = ev.now + self.settings.classify_timeout_s
         self._step(Step.CLASSIFY)
         self._emit(C.Classify(ev.utterance_id, ClassifyRequest(text, self._last_heard_sentence(), speaking, hint)))
+
+    def _is_undo(self, text: str, speaking: bool) -> bool:
+        """An explicit "go back" while a CANCEL/MODIFY can still be undone (see `GO_BACK`)."""
+        if self.undo is None or len(text.split()) > UNDO_MAX_WORDS or not GO_BACK.search(text):
+            return False
+        return not speaking or UNDO_OVER_A_REPLY.search(text) is not None
 
     def _last_heard_sentence(self) -> str:
         for entry in reversed(self.conv.log):

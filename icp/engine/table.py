@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Final
 
 from icp import events as E
+from icp.engine.settings import EngineSettings
 
 
 class State(StrEnum):
@@ -47,6 +48,7 @@ class Deadline(StrEnum):
     CLASSIFY = "classify"  # the classifier did not answer: fall back
     AUTO_RESUME = "auto_resume"  # a quiet moment after a side answer: resume the held thread
     LISTEN = "listen"  # a wake or words, then no final utterance: back to idle
+    UNDO = "undo"  # the undo window after a CANCEL/MODIFY closed: the cancelled reply is gone
 
 
 class Previous:
@@ -75,6 +77,7 @@ TABLE: dict[State, dict[Trigger, Target]] = {
     S.IDLE: _row(
         (E.WakeDetected, S.LISTENING), (E.UtterancePartial, S.LISTENING), (Step.HEARD_NOTHING, S.IDLE),
         (Step.CLASSIFY, S.CLASSIFYING), (Step.REPLY, S.THINKING), (Step.STOPPED, S.IDLE),
+        (Deadline.UNDO, S.IDLE),
     ),
     S.LISTENING: _row(
         (E.WakeDetected, S.LISTENING), (E.UtterancePartial, S.LISTENING), (Step.HEARD_NOTHING, S.IDLE),
@@ -105,7 +108,16 @@ for _state in _LIVE:
 # Which deadline belongs to which state: a deadline whose state has passed is dropped unfired.
 DEADLINE_STATE: dict[Deadline, State] = {
     Deadline.INTERRUPT: S.INTERRUPTED, Deadline.CLASSIFY: S.CLASSIFYING, Deadline.AUTO_RESUME: S.IDLE,
-    Deadline.LISTEN: S.LISTENING,
+    Deadline.LISTEN: S.LISTENING, Deadline.UNDO: S.IDLE,
+}
+# How long each deadline is (the `EngineSettings` field) and what happens when it fires.
+DEADLINE_RULE: dict[Deadline, tuple[str, str]] = {
+    Deadline.INTERRUPT: ("interrupt_timeout_s", "no final words after an interrupt: ABSORB"),
+    Deadline.CLASSIFY: ("classify_timeout_s", "no disposition: ABSORB while speaking, NEW while idle"),
+    Deadline.AUTO_RESUME: ("auto_resume_delay_s", "quiet after a side answer: RESUME the held thread"),
+    Deadline.LISTEN: ("listen_timeout_s", "no final utterance: back to idle"),
+    Deadline.UNDO: ("undo_window_s", "idle this long after a CANCEL/MODIFY: \"go back\" no longer undoes it "
+                    "(the next decided utterance other than ABSORB closes it sooner)"),
 }
 
 # Which events belong in which state; any other is an `Ignored` no-op. Background work (generation,
@@ -168,6 +180,12 @@ def render_markdown() -> str:
             cells.append("" if target is None else "(before the drop)" if isinstance(target, Previous)
                          else target.value)
         lines.append(f"| {trigger_name(trigger)} | " + " | ".join(cells) + " |")
+    lines += ["", "| deadline | lives in | length (`EngineSettings`, default) | when it fires |", "|---|---|---|---|"]
+    defaults = EngineSettings()
+    for deadline in Deadline:
+        field, rule = DEADLINE_RULE[deadline]
+        lines.append(f"| `Deadline.{deadline.name}` | `{DEADLINE_STATE[deadline].value}` | "
+                     f"`{field}` ({getattr(defaults, field):g} s) | {rule} |")
     return "\n".join(lines) + "\n"
 
 

@@ -27,7 +27,7 @@ REPLIES = {
     "": "Sure, here is a short answer for you.",
 }
 SAYINGS = ["explain transformers", "what is attention", "okay go back", "uh huh", "stop",
-           "no I meant something else", "never mind", "tell me a joke", "yes please", ""]
+           "no I meant something else", "never mind", "tell me a joke", "yes please", "", "no, carry on"]
 ACTION = st.one_of(
     st.tuples(st.just("step"), st.integers(1, 40)),
     st.tuples(st.just("say"), st.integers(0, len(SAYINGS) - 1), st.sampled_from(list(Disposition))),

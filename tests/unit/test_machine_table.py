@@ -113,3 +113,15 @@ def test_a_segment_not_sent_is_sent_again_from_the_heard_cursor():
         sim.session.conv.item(sent[0].item)) <= heard_before
     # a second report for the same segment changes nothing
     assert isinstance(sim.send(E.SegmentNotSent(sim.now, sent[-1].segment, "no audio"))[0], C.Ignored)
+
+
+def test_every_deadline_is_shown_with_the_setting_that_sets_its_length():
+    from dataclasses import fields
+
+    from icp.engine.table import DEADLINE_RULE
+
+    names = {f.name for f in fields(EngineSettings)}
+    assert set(DEADLINE_RULE) == set(Deadline) and all(rule[0] in names for rule in DEADLINE_RULE.values())
+    table = render_markdown()
+    assert "| `Deadline.UNDO` | `idle` | `undo_window_s` (20 s) |" in table  # the undo window (issue 14)
+    assert TABLE[State.IDLE][Deadline.UNDO] is State.IDLE
