@@ -14,6 +14,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from icp.device import events as E
+from icp.statetable import render
 
 
 class State(StrEnum):
@@ -72,26 +73,9 @@ for _row in TABLE.values():
     _row[E.AudioLost] = S.IDLE  # no card: nothing plays, nothing is heard
 
 
-def trigger_name(trigger: Trigger) -> str:
-    if isinstance(trigger, Step):
-        return f"`Step.{trigger.name}` ({trigger.value})"
-    if isinstance(trigger, Deadline):
-        return f"`Deadline.{trigger.name}`"
-    return f"`{trigger.__name__}`"
-
-
 def render_markdown() -> str:
     """A row per trigger, a column per state, the next state in the cell (blank: nothing changes)."""
-    triggers: list[Trigger] = []
-    for row in TABLE.values():
-        triggers += [t for t in row if t not in triggers]
-    order: dict[type, int] = {Step: 1, Deadline: 2}
-    triggers.sort(key=lambda t: (order.get(type(t), 0), list(Step).index(t) if isinstance(t, Step) else 0))
-    lines = ["| trigger | " + " | ".join(f"`{s.value}`" for s in State) + " |", "|---" * (len(State) + 1) + "|"]
-    for trigger in triggers:
-        cells = [TABLE[state][trigger].value if trigger in TABLE[state] else "" for state in State]
-        lines.append(f"| {trigger_name(trigger)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(render(TABLE, State, Step)) + "\n"
 
 
 if __name__ == "__main__":  # python -m icp.device.table > the table for docs/architecture.md

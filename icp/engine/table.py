@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Final
 
 from icp import events as E
+from icp.statetable import render, trigger_name  # noqa: F401 - trigger_name re-exported
 from icp.engine.settings import EngineSettings
 
 
@@ -155,31 +156,10 @@ def _closure() -> frozenset[tuple[State, State]]:
 TRANSITIONS: frozenset[tuple[State, State]] = _closure()
 
 
-def trigger_name(trigger: Trigger) -> str:
-    if isinstance(trigger, Step):
-        return f"`Step.{trigger.name}` ({trigger.value})"
-    if isinstance(trigger, Deadline):
-        return f"`Deadline.{trigger.name}`"
-    return f"`{trigger.__name__}`"
-
-
 def render_markdown() -> str:
     """The table as docs/architecture.md shows it: a row per trigger, a column per state, the next
     state in the cell (blank: the trigger never happens there). Generated; a test keeps the doc equal."""
-    triggers: list[Trigger] = []
-    for row in TABLE.values():
-        triggers += [t for t in row if t not in triggers]
-    order: dict[type, int] = {Step: 1, Deadline: 2}
-    triggers.sort(key=lambda t: (order.get(type(t), 0), list(Step).index(t) if isinstance(t, Step) else 0))
-    head = "| trigger | " + " | ".join(f"`{s.value}`" for s in State) + " |"
-    lines = [head, "|---" * (len(State) + 1) + "|"]
-    for trigger in triggers:
-        cells = []
-        for state in State:
-            target = TABLE[state].get(trigger)
-            cells.append("" if target is None else "(before the drop)" if isinstance(target, Previous)
-                         else target.value)
-        lines.append(f"| {trigger_name(trigger)} | " + " | ".join(cells) + " |")
+    lines = render(TABLE, State, Step, lambda t: "(before the drop)" if isinstance(t, Previous) else t.value)
     lines += ["", "| deadline | lives in | length (`EngineSettings`, default) | when it fires |", "|---|---|---|---|"]
     defaults = EngineSettings()
     for deadline in Deadline:
