@@ -63,6 +63,7 @@ class LiveUser:
     _player: Player | None = None
     _record: TurnRecord | None = None
     _phase_since: float = 0.0
+    _wake_tries: int = 0  # the wake phrase said again when the device did not react
     _prev_end: float = 0.0  # ear time the previous turn's speech ended
     _waiting_since: float = 0.0
     _quiet_since: float | None = None
@@ -137,6 +138,16 @@ class LiveUser:
         if self._phase == "waking":
             assert self._player is not None and self._record is not None
             woke = self.wire.of("wake", "up", since=self._phase_since)
+            if (not woke and self._player.done() and wall - self._player.started > self._player.duration + 1.5
+                    and self._wake_tries < 2):
+                # As a person would: say it again when the speaker did not react (the detector's score
+                # on this voice can fall short of the threshold).
+                self._wake_tries += 1
+                self.trace.notes.append(f"turn {self._record.index + 1}: no wake after {WAKE_PHRASE!r}; "
+                                        f"said it again ({self._wake_tries})")
+                self._player = self._say(-1, WAKE_PHRASE)
+                self._phase_since = wall
+                return
             if (self._player.done() and woke) or wall - self._phase_since > self.timing.wake_timeout_s + 3:
                 if not woke:
                     self.trace.notes.append(f"turn {self._record.index + 1}: no wake on the wire after "
@@ -196,6 +207,7 @@ class LiveUser:
         if not record.agent_speaking and self._device_state() in ("idle", "unknown"):
             self._player = self._say(-1, WAKE_PHRASE)
             self._phase, self._phase_since = "waking", wall
+            self._wake_tries = 0
         else:
             self._start_words(wall)
 
