@@ -18,6 +18,7 @@ import numpy as np
 
 from device.aec import AecSettings, EchoReference, EchoStage, make_canceller
 from device.audio.frames import Reframer
+from device.resample import MODEL_RATE, StreamResampler
 from device.vad import OnsetDetector, SpeechOffset, SpeechOnset, Vad, VadSettings, make_vad
 
 
@@ -94,28 +95,40 @@ class BargeInDetector:
 
 
 class MicPath:
-    """The always-on mic chain: reference-aligned AEC, then barge-in detection on the cleaned audio.
+    """The always-on mic chain: resampling to the models' rate, reference-aligned AEC, then barge-in
+    detection on the cleaned audio.
 
     `played()` is called with every speaker buffer and its DAC time, `capture()` with every mic
-    buffer and its ADC time; cleaned frames are also handed to `listeners` (wake word, ASR).
+    buffer and its ADC time, both at the card's rate (`card_rate`); everything after the entrance
+    runs at `sample_rate` (16 kHz: what WebRTC VAD, openwakeword and Whisper take), whatever the
+    card's rate. Cleaned frames (at `sample_rate`) are also handed to `listeners` (wake word, ASR).
     """
 
     def __init__(self, sample_rate: int, aec: AecSettings = AecSettings(), vad: VadSettings = VadSettings(),
-                 bargein: BargeInSettings = BargeInSettings()) -> None:
-        self.sample_rate = sample_rate
-        self.reference = EchoReference(sample_rate)
-        self.echo = EchoStage(make_canceller(aec, sample_rate), self.reference, aec.ref_lead_ms)
-        self.detector = BargeInDetector(bargein, make_vad(vad, sample_rate),
-                                        OnsetDetector(vad.onset_frames, vad.offset_frames), sample_rate,
+                 bargein: BargeInSettings = BargeInSettings(), model_rate: int = MODEL_RATE) -> None:
+        self.card_rate = sample_rate
+        self.sample_rate = rate = model_rate
+        self._mic_rs = StreamResampler(sample_rate, rate)
+        self._ref_rs = StreamResampler(sample_rate, rate)
+        self.reference = EchoReference(rate)
+        self.echo = EchoStage(make_canceller(aec, rate), self.reference, aec.ref_lead_ms, aec.bypass_when_quiet,
+                              aec.filter_ms)
+        self.detector = BargeInDetector(bargein, make_vad(vad, rate),
+                                        OnsetDetector(vad.onset_frames, vad.offset_frames), rate,
                                         self.reference, vad.threshold)
         self.listeners: list[Callable[[np.ndarray, float], None]] = []
 
     def played(self, pcm: np.ndarray, dac_time: float) -> None:
-        self.echo.played(pcm, dac_time)
+        ref, t = self._ref_rs.push(pcm, dac_time)
+        if len(ref):
+            self.echo.played(ref, t)
 
     def capture(self, mic: np.ndarray, adc_time: float) -> list[SpeechOnset | SpeechOffset]:
         events: list[SpeechOnset | SpeechOffset] = []
-        for clean, t in self.echo.process(mic, adc_time):
+        pcm, t0 = self._mic_rs.push(mic, adc_time)
+        if not len(pcm):
+            return events
+        for clean, t in self.echo.process(pcm, t0):
             for listener in self.listeners:
                 listener(clean, t)
             events.extend(self.detector.feed(clean, t))

@@ -129,3 +129,10 @@ def item_heard(trace: Trace, item: str, t: float, content_only: bool = True) -> 
         if heard + (seg.bridge_words if content_only else 0) < len(seg.words):
             break
     return total
+
+
+def item_heard_ms(trace: Trace, item: str, t: float) -> float:
+    """Milliseconds of `item`'s audio the listener had heard by time t, from its first sample (a
+    resumed reply's bridge phrase included)."""
+    samples = sum(trace.ear.heard_samples(seg.segment, t) for seg in trace.item_segments(item))
+    return 1000.0 * samples / trace.sample_rate
