@@ -16,6 +16,7 @@ each other. Pure: no I/O (the files are read by the callers), standard library o
 from __future__ import annotations
 
 import re
+from enum import Enum
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
@@ -88,7 +89,12 @@ STRICT_SCALARS: tuple[type, ...] = (bool, int, float, str)
 
 
 def strict_value(value: Any, kind: type) -> Any:
-    """`value` as `kind` (bool, int, float or str) without coercion; TypeError says what was wrong."""
+    """`value` as `kind` (bool, int, float or str) without coercion; TypeError says what was wrong.
+    A string enum (cattrs hands `StrEnum` types to the `str` rule) is structured by its value."""
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        if not isinstance(value, str):
+            raise TypeError(f"must be one of {', '.join(str(m.value) for m in kind)}, got {value!r}")
+        return kind(value)  # ValueError for a value that is not a member
     if kind is bool:
         if isinstance(value, bool):
             return value

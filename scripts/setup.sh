@@ -17,7 +17,7 @@ for arg in "$@"; do
 done
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
-APT_PACKAGES="mosquitto mosquitto-clients espeak-ng sox libsox-fmt-all portaudio19-dev libspeexdsp1 python3-venv pulseaudio pulseaudio-utils libasound2-plugins alsa-utils"
+APT_PACKAGES="mosquitto mosquitto-clients redis-server espeak-ng sox libsox-fmt-all portaudio19-dev libspeexdsp1 python3-venv pulseaudio pulseaudio-utils libasound2-plugins alsa-utils"
 missing=""
 for p in $APT_PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

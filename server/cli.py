@@ -38,7 +38,9 @@ settings (TOML file given with --config; every one has a default):
            sample_rate = 16000, voice, model
   [classifier] backend = "local" | llm | auto (local, and the LLM where it is unsure),
            threshold = 0.6, llm_timeout_s = 2
-  [storage] state_dir = "state", backend = "sqlite" | memory
+  [storage] state_dir = "state", backend = "sqlite" | memory, url = "redis://HOST:PORT/DB" (state in
+           Redis: several workers split one fleet and take over a dead one's devices)
+  metrics_port = 0                 Prometheus metrics on this port (0: off)
   [engine] heard_threshold = 0.5 (a word is heard when more than this fraction played),
            lookahead_ms = 4000 (audio sent ahead of the heard cursor), auto_resume = "auto" | ask |
            off (after a side answer), auto_resume_delay_s = 2.5, interrupt_timeout_s = 8,
@@ -58,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--llm-model", metavar="NAME", help="model name at that endpoint")
     parser.add_argument("--tts", metavar="BACKEND", help="auto, piper, espeak or openai")
     parser.add_argument("--state-dir", metavar="DIR", help="where conversations are kept (SQLite)")
+    parser.add_argument("--store", metavar="URL",
+                        help="redis://HOST:PORT/DB: keep conversations in Redis so several workers serve one fleet")
+    parser.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on this port")
     parser.add_argument("--strategy", help="icp (default) or a baseline, for comparison")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING")
     return parser
@@ -75,6 +80,12 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         settings = replace(settings, tts=replace(settings.tts, backend=args.tts))
     if args.state_dir:
         settings = replace(settings, storage=replace(settings.storage, state_dir=args.state_dir))
+    if args.store:
+        if not args.store.startswith("redis://"):
+            raise ConfigError(f"--store must be redis://HOST:PORT/DB, got {args.store!r}")
+        settings = replace(settings, storage=replace(settings.storage, url=args.store))
+    if args.metrics_port is not None:
+        settings = replace(settings, metrics_port=args.metrics_port)
     if args.strategy:
         settings = replace(settings, strategy=args.strategy)
     if args.log_level:

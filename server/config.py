@@ -55,6 +55,9 @@ class ClassifierSettings:
 class StorageSettings:
     state_dir: str = "state"
     backend: str = "sqlite"
+    # redis://HOST:PORT/DB: conversation state shared by several workers (docs/fleet-scale.md); it
+    # replaces `backend`. Empty: one worker, state in `backend`.
+    url: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,11 +72,14 @@ class ServerSettings:
     allowed_devices: tuple[str, ...] = ()  # empty: any device the broker lets in
     tick_s: float = 0.05
     log_level: str = "INFO"
+    metrics_port: int = 0  # Prometheus metrics on this port (0: off)
 
 
 def from_dict(data: dict[str, Any]) -> ServerSettings:
     """Settings from a parsed TOML document; `ConfigError` names the first bad key."""
     settings = structure(data, ServerSettings)
+    if settings.storage.url and not settings.storage.url.startswith("redis://"):
+        raise ConfigError(f"storage.url must be redis://HOST:PORT/DB, got {settings.storage.url!r}")
     if settings.strategy not in STRATEGIES:
         raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {settings.strategy!r}")
     return settings

@@ -31,7 +31,8 @@ from icp.ratelimit import LogBudget
 from icp.strategies import strategy as strategy_named
 from server.config import ServerSettings
 from server.llm import LLMError, PendingStream, make_client
-from server.storage import Store
+from server import takeover
+from server.storage import LostOwnership, Store
 from server.tts.base import Synthesis, TTSBackend, resample, to_pcm16
 
 log = logging.getLogger("segue.engine")
@@ -39,6 +40,9 @@ _PROBE = object()  # a no-op item: the loop proves it is turning (loop_alive)
 transitions_log = logging.getLogger("segue.transitions")
 
 Observer = Callable[[str, C.Command], None]
+# What a device sends (the rest are posted by the engine's own workers): event -> command latency.
+WIRE_EVENTS = (E.DeviceConnected, E.WakeDetected, E.UtterancePartial, E.UtteranceFinal, E.InterruptReported,
+               E.PlaybackReported, E.DeviceDisconnected)
 
 
 class Publisher(Protocol):
@@ -58,6 +62,7 @@ class _Device:
     session: Session
     outbound: _Outbound = field(default_factory=_Outbound)
     sample_rate: int = 16000
+    takeover: dict[str, Any] | None = None  # a snapshot with in-flight work to pick up (server.takeover)
 
 
 class Engine:
@@ -86,7 +91,14 @@ class Engine:
         self.observers: list[Observer] = []
         self.housekeeping: list[Callable[[float], None]] = []  # called by the ticker with the time
         self._ignored_log = LogBudget(per_interval=10, interval_s=10.0)  # "ignored" lines per device and event
-        self._queue: queue.Queue[tuple[str, E.Event] | None] = queue.Queue()
+        self._queue: queue.Queue[Any] = queue.Queue()  # (device, event), a callable, _PROBE or None
+        # A shared store (Redis) is written behind: dirty sessions every flush_s, fenced (server.redis_store).
+        self.write_behind = bool(getattr(store, "write_behind", False))
+        self.flush_s = 0.05
+        self._dirty: set[str] = set()
+        self.on_lost: Callable[[list[str]], None] | None = None  # the fence refused: ownership moved
+        self.owns: Callable[[str], bool] | None = None  # several workers: act only for devices owned here
+        self.metrics: Any = None  # server.metrics.EngineMetrics when --metrics-port is set
         self._tts_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tts")
         self._classify_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="classify")
         self._llm = llm_client or make_client(settings.llm.base_url, settings.llm.api_key, settings.llm.timeout_s)
@@ -105,6 +117,8 @@ class Engine:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self.write_behind:
+            self._queue.put(self._flush)  # a clean stop hands over everything up to now
         self._queue.put(None)
         for pending in list(self.streams.values()):
             pending.close()
@@ -117,10 +131,18 @@ class Engine:
         """Thread-safe: the only way anything reaches a session."""
         self._queue.put((device_id, event))
 
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Thread-safe: run `fn` on the loop thread, in order with the events posted before it."""
+        self._queue.put(fn)
+
     def _tick(self) -> None:
         """Tick a session when its next deadline is due (the core says when: `next_deadline()`)."""
-        while not self._stopping.wait(self.settings.tick_s):
+        last_flush = 0.0
+        while not self._stopping.wait(min(self.settings.tick_s, self.flush_s)):
             now = self.clock()
+            if self.write_behind and now - last_flush >= self.flush_s:
+                self._queue.put(self._flush)
+                last_flush = now
             for device_id, dev in list(self.devices.items()):
                 due = dev.session.next_deadline()
                 if due is not None and now >= due:
@@ -145,6 +167,12 @@ class Engine:
                 return
             if item is _PROBE:
                 continue
+            if callable(item):
+                try:
+                    item()
+                except Exception:
+                    log.exception("engine task failed")
+                continue
             device_id, event = item
             try:
                 self._handle(device_id, event)
@@ -157,23 +185,85 @@ class Engine:
         dev = self.devices.get(device_id)
         if dev is None:
             snapshot = self.store.load(device_id)
+            if snapshot is not None and "live" in snapshot:  # another worker was serving it
+                session = takeover.restore(snapshot, self.settings.engine, self.strategy, self.clock())
+                dev = self.devices[device_id] = _Device(session, self._outbound(device_id),
+                                                        int(snapshot["live"].get("sample_rate", 16000)),
+                                                        takeover=snapshot if takeover.pending(snapshot) else None)
+                log.info("device=%s taken over in state %s", device_id, session.state.value)
+                return dev
             if snapshot is not None:
                 session = Session.restore(snapshot, self.settings.engine, self.strategy)
                 log.info("device=%s conversation restored (%d threads held)", device_id,
                          len(session.conv.held_threads()))
             else:
                 session = Session(device_id, self.settings.engine, self.strategy)
-            dev = self.devices[device_id] = _Device(session)
+            dev = self.devices[device_id] = _Device(session, self._outbound(device_id))
         return dev
 
+    def _outbound(self, device_id: str) -> _Outbound:
+        allotted = getattr(self.store, "outbound", None)
+        if allotted is None:
+            return _Outbound()
+        session, first = allotted(device_id)
+        return _Outbound(session, itertools.count(first))
+
     def _handle(self, device_id: str, event: E.Event) -> None:
+        if self.owns is not None and not self.owns(device_id):  # e.g. a reply stream of a device moved away
+            self.evict(device_id)
+            self.counters["not_owner"] += 1
+            return
         dev = self._device(device_id)
         if isinstance(event, E.DeviceConnected):
             dev.sample_rate = event.sample_rate
-        for cmd in dev.session.handle(event):
+        self._run_commands(device_id, dev, dev.session.handle(event))
+        if dev.takeover is not None:  # the event brought the device's cursor; now stop there and resume
+            snapshot, dev.takeover = dev.takeover, None
+            self._run_commands(device_id, dev, takeover.hold_and_resume(dev.session, snapshot, self.clock()))
+        if self.write_behind:
+            self._dirty.add(device_id)
+        if self.metrics is not None and isinstance(event, WIRE_EVENTS):
+            self.metrics.events.labels(type(event).__name__).inc()
+            self.metrics.latency.observe(max(0.0, self.clock() - event.now))
+
+    def _run_commands(self, device_id: str, dev: _Device, commands: list[C.Command]) -> None:
+        for cmd in commands:
             self._carry_out(device_id, dev, cmd)
             for observer in self.observers:
                 observer(device_id, cmd)
+
+    # -- a shared store: write-behind, fenced, and handing devices over ----------------------------
+    def _flush(self) -> None:
+        """Write every dirty session (with its in-flight state) in one fenced pipeline."""
+        if not self._dirty:
+            return
+        items = []
+        for device_id in self._dirty:
+            dev = self.devices.get(device_id)
+            if dev is not None:
+                live = takeover.live_state(dev.session) | {"sample_rate": dev.sample_rate}
+                items.append((device_id, dev.session.snapshot() | {"live": live}))
+        self._dirty.clear()
+        try:
+            self.store.save_many(items)  # type: ignore[attr-defined]
+        except LostOwnership as lost:
+            for device_id in lost.device_ids:
+                self.evict(device_id)
+            if self.on_lost is not None:
+                self.on_lost(lost.device_ids)
+        except Exception:
+            log.exception("could not write %d sessions to the store", len(items))
+
+    def evict(self, device_id: str) -> None:
+        """Forget a device (its ownership moved): on the loop thread, nothing more is sent for it."""
+        self.devices.pop(device_id, None)
+        self._dirty.discard(device_id)
+        for key in [k for k in self.streams if k[0] == device_id]:
+            pending = self.streams.pop(key, None)
+            if pending is not None:
+                pending.close()
+        for key in [k for k in self.audio if k[0] == device_id]:
+            self.audio.pop(key, None)
 
     # -- commands ----------------------------------------------------------------------------------
     def _carry_out(self, device_id: str, dev: _Device, cmd: C.Command) -> None:
@@ -206,7 +296,10 @@ class Engine:
         elif isinstance(cmd, C.Classify):
             self._classify_pool.submit(self._classify, device_id, cmd)
         elif isinstance(cmd, C.Persist):
-            self.store.save(device_id, cmd.snapshot)
+            if self.write_behind:
+                self._dirty.add(device_id)
+            else:
+                self.store.save(device_id, cmd.snapshot)
         elif isinstance(cmd, C.DispositionApplied):
             self.counters[f"disposition_{cmd.applied.value}"] += 1
             log.info("device=%s utterance=%r classified=%s applied=%s confidence=%.2f source=%s", device_id,
@@ -244,6 +337,7 @@ class Engine:
         pending = self.streams[key] = PendingStream()
 
         def run() -> None:
+            started = time.monotonic()
             try:
                 stream = pending.open(list(cmd.messages), self.settings.llm.model, max_tokens=cmd.max_tokens,
                                       temperature=self.settings.llm.temperature, client=self._llm)
@@ -256,7 +350,11 @@ class Engine:
                 self.streams.pop(key, None)
                 return
             try:
+                first = True
                 for delta in stream:
+                    if first and self.metrics is not None:
+                        self.metrics.first_token.observe(time.monotonic() - started)
+                    first = False
                     self.post(device_id, E.GenerationText(self.clock(), cmd.generation_id, delta))
             except LLMError as exc:
                 log.warning("device=%s generation %s failed: %s", device_id, cmd.generation_id, exc)
@@ -271,7 +369,10 @@ class Engine:
 
     def _synthesise(self, device_id: str, sample_rate: int, cmd: C.Synthesise) -> None:
         try:
+            started = time.monotonic()
             synthesis = self.tts.synthesise(cmd.text)
+            if self.metrics is not None:
+                self.metrics.tts.observe(time.monotonic() - started)
             if synthesis.sample_rate != sample_rate:
                 pcm = to_pcm16(resample(synthesis.samples(), synthesis.sample_rate, sample_rate))
                 synthesis = Synthesis(pcm, sample_rate, synthesis.words)

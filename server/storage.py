@@ -15,6 +15,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 
+class LostOwnership(Exception):
+    """A fenced write found another owner (a shared store): this worker must stop acting for the device."""
+
+    def __init__(self, device_ids: list[str]) -> None:
+        super().__init__(f"ownership lost for {', '.join(device_ids)}")
+        self.device_ids = device_ids
+
+
 class Store(Protocol):
     def load(self, device_id: str) -> dict[str, Any] | None: ...
 

@@ -19,6 +19,11 @@ def test_inline_table_section_becomes_its_dataclass():
     assert s.engine.segmenter.min_words == 2 and s.engine.segmenter.max_words == SegmenterSettings().max_words
 
 
+def test_enum_settings_load_by_value():
+    for value in ("auto", "ask", "off"):
+        assert server_from_dict({"engine": {"auto_resume": value}}).engine.auto_resume.value == value
+
+
 @pytest.mark.parametrize("doc, needle", [
     ({"engine": {"segmenter": {"min_wordz": 2}}}, "[engine] segmenter: unknown setting(s) min_wordz"),
     ({"engine": {"lookahead_ms": "4000"}}, "[engine] lookahead_ms: must be a number"),
