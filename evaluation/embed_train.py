@@ -21,7 +21,8 @@ import numpy as np
 
 from icp.classifier import LexicalClassifier
 from icp.classifier.features import context_overlap
-from icp.classifier.lexicon import CLARIFY_CUES, matches
+from icp.classifier.cues import matches
+from icp.classifier.lexicon import CLARIFY_CUES
 from icp.classifier.text import content_tokens, tokens
 from icp.classifier.train import INTERRUPTION_LABELS, Example, train_model
 from icp.dispositions import Disposition

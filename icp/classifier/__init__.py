@@ -7,7 +7,7 @@ request; `StreamingClassifier` decides on ASR partials.
 from __future__ import annotations
 
 from .lexical import LexicalClassifier, models_from_json, packaged_models
-from .lexicon import is_backchannel, is_bare_stop
+from .cues import is_backchannel, is_bare_stop
 from .model import LinearModel
 from .streaming import StreamingClassifier
 

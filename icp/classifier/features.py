@@ -14,10 +14,8 @@ from .lexicon import (
     CORRECTION_CUES,
     QUESTION_STARTS,
     VOCATIVES,
-    is_backchannel,
-    is_bare_stop,
-    matches,
 )
+from .cues import is_backchannel, is_bare_stop, matches
 from .text import NOISE, content_tokens, stem, tokens
 
 # Words too common to count as "the utterance talks about what was just said".

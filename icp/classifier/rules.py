@@ -8,16 +8,8 @@ from __future__ import annotations
 
 from icp.dispositions import ClassifyRequest, Disposition, Hint
 
-from .lexicon import (
-    ASIDE_CUES,
-    STOP_PHRASES,
-    VOCATIVES,
-    _strip_phrases,
-    is_backchannel,
-    is_bare_stop,
-    matches,
-    words,
-)
+from .cues import _strip_phrases, is_backchannel, is_bare_stop, matches, words
+from .lexicon import ASIDE_CUES, STOP_PHRASES, VOCATIVES
 
 RESUME_PHRASES: tuple[str, ...] = (
     "go back",

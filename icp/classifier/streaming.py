@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from icp.dispositions import Classification, Classifier, ClassifyRequest, Hint
 
-from .lexicon import words
+from .cues import words
 
 
 class StreamingClassifier:
