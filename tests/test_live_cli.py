@@ -27,14 +27,27 @@ pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 SR = 16000
-QUESTION = "How do volcanoes form?"
-REPLY = "Volcanoes form where molten rock from deep inside the earth rises to the surface and erupts."
+# Whisper tiny.en decodes espeak-ng's "How do volcanoes form?" as "I'll do my game on forum." even
+# from the clean synthesis, and "moon" as "mood" one time in four: the device's path is tested on a
+# question the model hears right every time from the synthesis alone (checked first, below).
+QUESTION = "What causes the tides?"
+REPLY = "The tides are caused mostly by the pull of the moon on the oceans, and a little by the sun."
 
 
 def _espeak(text: str) -> np.ndarray:
     from evaluation.bench import synth
 
     return synth(text)
+
+
+def _clean_decode(pcm: np.ndarray) -> str:
+    """The same model and final-pass settings as the device, on the synthesis alone."""
+    from device.asr.whisper_asr import WhisperASR
+
+    asr = WhisperASR()
+    asr.start()
+    asr.feed(pcm)
+    return asr.finish().text
 
 
 def _norm(text: str) -> list[str]:
@@ -74,6 +87,8 @@ def test_cli_processes_on_a_foreign_pulseaudio(tmp_path, broker):
         time.sleep(4.0)  # the recogniser loads on its worker thread; PortAudio's start-up stall passes
 
         hey, question = _espeak("hey jarvis"), _espeak(QUESTION)
+        clean = _clean_decode(question)
+        assert _norm(clean) == _norm(QUESTION), f"the model itself hears {clean!r}: pick another question"
         gap = np.zeros(int(0.5 * SR), dtype=np.int16)
         player = room.play(np.concatenate([hey, gap, question]))
         phrase_end = player.started + len(hey) / SR  # pacat's stream start: a lower bound of the truth
