@@ -45,7 +45,9 @@ settings (TOML file given with --config; every one has a default):
            lookahead_ms = 4000 (audio sent ahead of the heard cursor), auto_resume = "auto" | ask |
            off (after a side answer), auto_resume_delay_s = 2.5, interrupt_timeout_s = 8,
            classify_timeout_s = 3, bridge = "Right, as I was saying,", max_tokens = 400,
-           background_max_words = 250 (how far a held parent may keep generating), system_prompt
+           background_max_words = 250 (how far a held parent may keep generating), system_prompt,
+           undo_window_s = 20 (idle time during which "no, go back" undoes a CANCEL or MODIFY; 0: off),
+           segmenter = {first_min_words, first_max_words, min_words, max_words}
 
 Secrets are read from the environment or the file and never logged.
 """
