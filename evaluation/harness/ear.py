@@ -24,43 +24,21 @@ class _Runs:
     count: list[int] = field(default_factory=list)
 
 
-class EarIndex:
-    def __init__(self, tap: EarTap) -> None:
-        self.tap = tap
-        self.sample_rate = tap.sample_rate
-        self._seen = 0
-        self._runs: dict[int, _Runs] = {}
-        self._order: list[int] = []  # segments in the order their first sample reached the ear
-        self._first_ear: dict[int, int] = {}
+class RunIndex:
+    """The questions both ears answer (the virtual card's tap here, the live recording in
+    `evaluation.live.ear`), over runs of segment samples placed on the ear's timeline. A subclass
+    fills `_runs`, `_order`, `_first_ear` and says how a time maps to an ear sample (`_m`)."""
 
-    def update(self) -> None:
-        """Take in the spans the card recorded since the last call."""
-        spans = self.tap.spans
-        while self._seen < len(spans):
-            s = spans[self._seen]
-            self._seen += 1
-            runs = self._runs.get(s.segment)
-            if runs is None:
-                runs = self._runs[s.segment] = _Runs()
-                self._order.append(s.segment)
-                self._first_ear[s.segment] = s.ear_sample
-            runs.ear.append(s.ear_sample)
-            runs.start.append(s.start)
-            runs.count.append(s.count)
+    sample_rate: int
+    _runs: dict[int, _Runs]
+    _order: list[int]  # segments in the order their first sample reached the ear
+    _first_ear: dict[int, int]
 
     def _m(self, t: float) -> int:
-        return self.tap.sample_index(t) if math.isfinite(t) else 1 << 62
+        raise NotImplementedError
 
     def heard_samples(self, segment: int, t: float) -> int:
-        """Samples of `segment` that reached the ear before time t (segments play forward only)."""
-        runs = self._runs.get(segment)
-        if runs is None:
-            return 0
-        m = self._m(t)
-        i = bisect.bisect_left(runs.ear, m) - 1
-        if i < 0:
-            return 0
-        return runs.start[i] + min(runs.count[i], m - runs.ear[i])
+        raise NotImplementedError
 
     def first_heard(self, segment: int) -> float | None:
         """When the segment's first sample reached the ear."""
@@ -98,8 +76,46 @@ class EarIndex:
         return None if end == 0 else (end - 1) / self.sample_rate
 
     def heard_ms_total(self, t: float) -> float:
-        total = sum(self.heard_samples(seg, t) for seg in self._order)
-        return 1000.0 * total / self.sample_rate
+        return 1000.0 * sum(self.heard_samples(s, t) for s in self._order) / self.sample_rate
+
+
+class EarIndex(RunIndex):
+    def __init__(self, tap: EarTap) -> None:
+        self.tap = tap
+        self.sample_rate = tap.sample_rate
+        self._seen = 0
+        self._runs: dict[int, _Runs] = {}
+        self._order: list[int] = []  # segments in the order their first sample reached the ear
+        self._first_ear: dict[int, int] = {}
+
+    def update(self) -> None:
+        """Take in the spans the card recorded since the last call."""
+        spans = self.tap.spans
+        while self._seen < len(spans):
+            s = spans[self._seen]
+            self._seen += 1
+            runs = self._runs.get(s.segment)
+            if runs is None:
+                runs = self._runs[s.segment] = _Runs()
+                self._order.append(s.segment)
+                self._first_ear[s.segment] = s.ear_sample
+            runs.ear.append(s.ear_sample)
+            runs.start.append(s.start)
+            runs.count.append(s.count)
+
+    def _m(self, t: float) -> int:
+        return self.tap.sample_index(t) if math.isfinite(t) else 1 << 62
+
+    def heard_samples(self, segment: int, t: float) -> int:
+        """Samples of `segment` that reached the ear before time t (segments play forward only)."""
+        runs = self._runs.get(segment)
+        if runs is None:
+            return 0
+        m = self._m(t)
+        i = bisect.bisect_left(runs.ear, m) - 1
+        if i < 0:
+            return 0
+        return runs.start[i] + min(runs.count[i], m - runs.ear[i])
 
 
 def words_heard(segment: Segment, samples: int, threshold: float) -> int:

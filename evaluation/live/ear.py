@@ -14,22 +14,15 @@ and the virtual user's conditions run unchanged on the recording.
 
 from __future__ import annotations
 
-import bisect
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
+
+from evaluation.harness.ear import RunIndex, _Runs
 
 SILENCE = 2  # |sample| at or below this is silence (a null sink's idle output is exact zeros)
 MIN_KEY = 32  # shortest non-silent run searched for in the segments' PCM
 KEY_PEAK = 200  # a run this quiet (TTS dither, breath) recurs all over a segment: it is not searched for
-
-
-@dataclass
-class _Runs:
-    ear: list[int] = field(default_factory=list)
-    start: list[int] = field(default_factory=list)
-    count: list[int] = field(default_factory=list)
 
 
 def _prefix_equal(a: np.ndarray, b: np.ndarray) -> int:
@@ -41,7 +34,7 @@ def _prefix_equal(a: np.ndarray, b: np.ndarray) -> int:
     return int(diff[0]) if diff.size else n
 
 
-class LiveEarIndex:
+class LiveEarIndex(RunIndex):
     """Incremental: call `update(ear_samples, segments)` as the recording grows (segments: id -> PCM)."""
 
     def __init__(self, sample_rate: int) -> None:
@@ -164,40 +157,6 @@ class LiveEarIndex:
                 break
             best = max(best, s + min(c, m - e))
         return best
-
-    def first_heard(self, segment: int) -> float | None:
-        ear = self._first_ear.get(segment)
-        return None if ear is None else ear / self.sample_rate
-
-    def segments_heard(self, t: float) -> list[int]:
-        m = self._m(t)
-        return [s for s in self._order if self._first_ear[s] < m]
-
-    def last_heard(self, t: float) -> tuple[int, int] | None:
-        m = self._m(t)
-        best: tuple[int, int, int] | None = None
-        for seg in self._order:
-            runs = self._runs[seg]
-            i = bisect.bisect_left(runs.ear, m) - 1
-            if i < 0:
-                continue
-            n = min(runs.count[i], m - runs.ear[i])
-            end = runs.ear[i] + n
-            if best is None or end > best[0]:
-                best = (end, seg, runs.start[i] + n)
-        return None if best is None else (best[1], best[2])
-
-    def last_agent_time(self, before: float) -> float | None:
-        m = self._m(before)
-        end = 0
-        for runs in self._runs.values():
-            i = bisect.bisect_left(runs.ear, m) - 1
-            if i >= 0:
-                end = max(end, runs.ear[i] + min(runs.count[i], m - runs.ear[i]))
-        return None if end == 0 else (end - 1) / self.sample_rate
-
-    def heard_ms_total(self, t: float) -> float:
-        return 1000.0 * sum(self.heard_samples(s, t) for s in self._order) / self.sample_rate
 
     def spans(self) -> list[tuple[float, float, int, int]]:
         """(ear start s, ear end s, segment, first segment sample) of every played run, in ear order."""
