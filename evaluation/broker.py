@@ -18,7 +18,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
+def wait_for_port(port: int, timeout: float = 10.0, what: str = "mosquitto") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -26,15 +26,57 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
                 return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"mosquitto did not open port {port} within {timeout}s")
+    raise RuntimeError(f"{what} did not open port {port} within {timeout}s")
 
 
-class Mosquitto:
+class ServerProcess:
+    """A server started as a child process on `self.port` (Mosquitto, redis-server): started, waited
+    for until its port accepts connections, killed on exit; its log (`self.log_path`) kept for asserts."""
+
+    name = "server"
+    port: int
+    log_path: Path
+    proc: "subprocess.Popen[bytes] | None" = None
+
+    def _launch(self, argv: list[str]):  # -> Self
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_for_port(self.port, what=self.name)
+        except RuntimeError:
+            self.stop()
+            raise RuntimeError(f"{self.name} failed to start: {self.log()}") from None
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def start(self):  # -> Self
+        raise NotImplementedError
+
+    def __enter__(self):  # -> Self
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Mosquitto(ServerProcess):
     """A mosquitto process. `config` is the whole config file text or None for an anonymous broker.
 
     With a config, the caller's text must contain the listener lines; `port` tells which port to
     wait for. Use as a context manager; the process is killed on exit and its log kept for asserts.
     """
+
+    name = "mosquitto"
 
     def __init__(self, workdir: Path, config: str | None = None, port: int | None = None) -> None:
         if not Path(MOSQUITTO).exists():
@@ -60,35 +102,10 @@ class Mosquitto:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> "Mosquitto":
-        self.proc = subprocess.Popen(
-            [MOSQUITTO, "-c", str(self.config_path)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            wait_for_port(self.port)
-        except RuntimeError:
-            self.stop()
-            raise RuntimeError(f"mosquitto failed to start: {self.log()}") from None
-        return self
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        return self._launch([MOSQUITTO, "-c", str(self.config_path)])
 
     def log(self) -> str:
-        text = self.log_path.read_text() if self.log_path.exists() else ""
+        text = super().log()
         if self.proc and self.proc.stderr and self.proc.poll() is not None:
             text += self.proc.stderr.read().decode(errors="replace")
         return text
-
-    def __enter__(self) -> "Mosquitto":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

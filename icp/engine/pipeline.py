@@ -13,7 +13,7 @@ from icp import events as E
 from icp.conversation import AssistantItem, SentSegment, ThreadStatus
 from icp.dispositions import Disposition
 from icp.engine.core import SessionCore
-from icp.engine.settings import AutoResume, PendingSegment
+from icp.engine.settings import AutoResume, Generation, PendingSegment
 from icp.engine.table import Deadline, State, Step
 from icp.messages.common import Cursor
 from icp.messages.playback import Action, PlaybackEvent, Segment
@@ -144,10 +144,16 @@ class Pipeline(SessionCore):
         self._persist()
 
     # -- generation -------------------------------------------------------------------------------
-    def _on_generation_text(self, ev: E.GenerationText) -> None:
+    def _running(self, ev: E.GenerationText | E.GenerationFinished | E.GenerationFailed) -> Generation | None:
+        """The event's generation, or None (and an `Ignored`) when it is no longer running."""
         gen = self.generations.get(ev.generation_id)
         if gen is None:
             self._ignore(ev, f"generation {ev.generation_id!r} is not running")
+        return gen
+
+    def _on_generation_text(self, ev: E.GenerationText) -> None:
+        gen = self._running(ev)
+        if gen is None:
             return
         item = self.conv.item(gen.item)
         item.text += ev.text
@@ -161,9 +167,8 @@ class Pipeline(SessionCore):
                     self._cancel_generation(item.id)
 
     def _on_generation_finished(self, ev: E.GenerationFinished) -> None:
-        gen = self.generations.get(ev.generation_id)
+        gen = self._running(ev)
         if gen is None:
-            self._ignore(ev, f"generation {ev.generation_id!r} is not running")
             return
         del self.generations[gen.id]
         item = self.conv.item(gen.item)
@@ -175,9 +180,8 @@ class Pipeline(SessionCore):
         self._persist()
 
     def _on_generation_failed(self, ev: E.GenerationFailed) -> None:
-        gen = self.generations.get(ev.generation_id)
+        gen = self._running(ev)
         if gen is None:
-            self._ignore(ev, f"generation {ev.generation_id!r} is not running")
             return
         del self.generations[gen.id]
         item = self.conv.item(gen.item)
