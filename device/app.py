@@ -40,7 +40,7 @@ from device.executors import EXECUTORS, Executors
 from device.parts import build_asr, build_wakeword, gpio_settings, make_backend
 from device.playback import ChunkResult, Idle, Playback, PlaybackSettings, SegmentEnded, SegmentInfo, SegmentsDropped
 from device.telemetry import TelemetryCounters
-from device.vad import SpeechOffset, SpeechOnset
+from device import vad as v
 from icp.messages import AudioFrame, Capability, Control, Cursor, EngineState, Envelope, Segment
 from servicekit.systemd import Notifier
 
@@ -98,7 +98,7 @@ class DeviceApp(Executors):
         if self.wakeword is not None or self.asr is not None:
             self.mic.listeners.append(self._on_clean)
 
-        mc, a = config.machine, config.asr
+        mc, a, tu = config.machine, config.asr, config.turns
         self._wake_on = False  # what the machine lets run (`SetListening`)
         self._asr_on = True
         self._orb = m.Orb.OFFLINE
@@ -108,7 +108,10 @@ class DeviceApp(Executors):
             end_silence_s=a.end_silence_ms / 1000, max_utterance_s=a.max_utterance_s,
             min_speech_s=a.min_speech_ms / 1000, preroll_s=a.preroll_ms / 1000,
             audio_retry_s=config.audio.retry_s, audio_give_up_s=config.audio.give_up_s,
-            wake_word=self.wakeword is not None))
+            wake_word=self.wakeword is not None, optimistic_pause=tu.optimistic_pause,
+            min_interruption_s=tu.min_interruption_ms / 1000, semantic_eot=tu.semantic_eot,
+            eot_complete_silence_s=tu.eot_complete_silence_ms / 1000,
+            eot_incomplete_silence_s=tu.eot_incomplete_silence_ms / 1000))
 
         # GPIO (optional)
         self.gpio = None
@@ -298,10 +301,7 @@ class DeviceApp(Executors):
             for ev in pending:
                 self._dispatch(ev)
             for ev in vad:
-                if isinstance(ev, SpeechOnset):
-                    self._dispatch(m.SpeechStarted(ev.at))
-                elif isinstance(ev, SpeechOffset):
-                    self._dispatch(m.SpeechEnded(ev.at))
+                self._dispatch(_VAD_EVENTS[type(ev)](ev))
         for pev in self.playback.poll_events(self._now):
             if isinstance(pev, SegmentEnded):
                 self.telemetry.report_lag(self._now - pev.at)
@@ -325,7 +325,8 @@ class DeviceApp(Executors):
             return
         self._next_telemetry = self._now + iv
         take = getattr(self.link, "take_rtt_ms", None)
-        self._send(self.telemetry.snapshot(take() if take else None), qos=0)
+        self._send(self.telemetry.snapshot(take() if take else None, self.machine.false_pauses,
+                                           self.machine.false_pause_s), qos=0)
 
     def _apply_gpio(self, ev) -> None:
         from device.gpio import CancelHint, MuteToggled, TalkPressed
@@ -413,3 +414,11 @@ class DeviceApp(Executors):
         self.sent.append(body)
         if self.link is not None:
             self.link.send(body, qos=qos, retain=retain)
+
+
+# The mic path's VAD events as the machine's events.
+_VAD_EVENTS = {
+    v.SpeechOnset: lambda ev: m.SpeechStarted(ev.at), v.SpeechOffset: lambda ev: m.SpeechEnded(ev.at),
+    v.SpeechSuspect: lambda ev: m.SpeechSuspected(ev.at), v.SpeechDismiss: lambda ev: m.SpeechDismissed(ev.at, ev.frames),
+    v.SpeechPause: lambda ev: m.SpeechPaused(ev.at), v.SpeechResume: lambda ev: m.SpeechResumed(ev.at),
+}

@@ -19,7 +19,7 @@ import numpy as np
 from device.aec import AecSettings, EchoReference, EchoStage, make_canceller
 from device.audio.frames import Reframer
 from device.resample import MODEL_RATE, StreamResampler
-from device.vad import OnsetDetector, SpeechOffset, SpeechOnset, Vad, VadSettings, make_vad
+from device.vad import OnsetDetector, Vad, VadEvent, VadSettings, make_vad
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,10 @@ class BargeInSettings:
     echo_decay: float = 0.98          # per-frame decay of the tracked coupling peak
     echo_rise: float = 1.15           # per-frame cap on its growth (so a user's rising voice is not learnt as echo)
     ref_window_ms: float = 220.0      # how far back the played reference counts (delay + reverb)
+    suspect_min_rms: float = 300.0    # a frame this loud (cleaned)...
+    suspect_margin: float = 3.0       # ...and this far above the echo's typical level is suspicious
+    typical_alpha: float = 0.05       # per-frame weight of the typical residual/reference ratio
+    typical_warmup: int = 25          # echo frames the typical ratio needs before it is trusted (0.5 s)
 
 
 @dataclass(frozen=True)
@@ -59,11 +63,15 @@ class BargeInDetector:
         self._coupling = settings.echo_coupling_init
         self._window = int(round(settings.ref_window_ms / 1000 * sample_rate))
         self.last: Optional[FrameDecision] = None
+        self._suspect = False
+        self._typical = settings.echo_coupling_init / 2
+        self._learnt = 0
 
-    def feed(self, clean: np.ndarray, t: float) -> list[SpeechOnset | SpeechOffset]:
-        events: list[SpeechOnset | SpeechOffset] = []
+    def feed(self, clean: np.ndarray, t: float) -> list[VadEvent]:
+        events: list[VadEvent] = []
         for frame, ft in self._framer.push(clean, t):
-            ev = self.onset.update(self._decide(frame, ft), ft, self._frame_s)
+            speech = self._decide(frame, ft)
+            ev = self.onset.update(speech, ft, self._frame_s, self._suspect)
             if ev is not None:
                 events.append(ev)
         return events
@@ -79,9 +87,18 @@ class BargeInDetector:
         p = self.vad.probability(frame) if rms >= s.min_rms else 0.0
         loud_enough = rms >= s.min_rms and rms > s.echo_margin * self._coupling * ref_rms
         speech = p >= self.vad_threshold and loud_enough
-        if ref_rms > s.min_rms and not speech:
+        # Suspicious: well above the echo's *typical* level (a slow mean of residual/reference, where the
+        # gate above uses its decaying peak), whatever the VAD says: the VAD calls a vowel speech a frame
+        # or two after its attack, and the peak tracker lags the canceller's convergence by seconds.
+        # Only ever a reason to pause optimistically; an onset still needs the VAD and the gate.
+        # (Until the mean has seen `typical_warmup` frames of echo, the peak stands in for it.)
+        typical = max(self._typical if self._learnt >= s.typical_warmup else self._coupling, s.echo_coupling_floor)
+        self._suspect = speech or (rms >= s.suspect_min_rms and rms > s.suspect_margin * typical * ref_rms)
+        if ref_rms > s.min_rms and not speech and not self._suspect:  # never learn the user's voice as echo
             c = self._coupling
             self._coupling = max(min(rms / ref_rms, c * s.echo_rise), c * s.echo_decay, s.echo_coupling_floor)
+            self._typical += s.typical_alpha * (min(rms / ref_rms, 4 * typical) - self._typical)
+            self._learnt += 1
         self.last = FrameDecision(t, p, rms, ref_rms, speech)
         return speech
 
@@ -114,7 +131,7 @@ class MicPath:
         self.echo = EchoStage(make_canceller(aec, rate), self.reference, aec.ref_lead_ms, aec.bypass_when_quiet,
                               aec.filter_ms)
         self.detector = BargeInDetector(bargein, make_vad(vad, rate),
-                                        OnsetDetector(vad.onset_frames, vad.offset_frames), rate,
+                                        OnsetDetector(vad.onset_frames, vad.offset_frames, vad.pause_frames), rate,
                                         self.reference, vad.threshold)
         self.listeners: list[Callable[[np.ndarray, float], None]] = []
 
@@ -123,8 +140,8 @@ class MicPath:
         if len(ref):
             self.echo.played(ref, t)
 
-    def capture(self, mic: np.ndarray, adc_time: float) -> list[SpeechOnset | SpeechOffset]:
-        events: list[SpeechOnset | SpeechOffset] = []
+    def capture(self, mic: np.ndarray, adc_time: float) -> list[VadEvent]:
+        events: list[VadEvent] = []
         pcm, t0 = self._mic_rs.push(mic, adc_time)
         if not len(pcm):
             return events

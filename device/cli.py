@@ -38,11 +38,18 @@ Settings (TOML, every key optional; flags below override the file; device/exampl
   [aec]      backend: speex (libspeexdsp, default) | webrtc (aec-audio-processing) | none;
              frame_ms (10), filter_ms (200: echo tail modelled), ref_lead_ms (10)
   [vad]      backend: webrtc (default) | silero; aggressiveness (0-3), frame_ms (10/20/30), threshold,
-             onset_frames (3: consecutive speech frames for an onset), offset_frames (25)
+             onset_frames (3: consecutive speech frames for an onset), offset_frames (25),
+             pause_frames (5: quiet frames inside speech at which the turn's end is considered)
   [bargein]  enabled (true), min_rms (150), echo_margin (2.5: speech must be this many times louder
-             than the expected residual echo)
+             than the expected residual echo), suspect_margin (3.0: a frame this far above the echo's
+             typical level pauses playback optimistically, before the VAD's onset)
   [machine]  heartbeat_s (1.0: playback heartbeats while speaking), listen_timeout_s (8: no speech
              after a wake -> idle)
+  [turns]    optimistic_pause (true: pause on the first speech-like frame, resume at the exact sample
+             if no onset follows), min_interruption_ms (0: the onset interrupts; 500 = LiveKit's
+             default), semantic_eot (true: a turn whose words look complete ends after
+             eot_complete_silence_ms (250), one that looks unfinished after eot_incomplete_silence_ms
+             (1600), otherwise after [asr] end_silence_ms); docs/turns.md
   [wakeword] enabled (false), models (["hey_jarvis"]: names in model_dir or .onnx paths),
              threshold (0.5), refractory_s (2.0), model_dir (default models/openwakeword or
              $SEGUE_OPENWAKEWORD_DIR), while_speaking (false: a wake word while speaking interrupts
@@ -50,7 +57,8 @@ Settings (TOML, every key optional; flags below override the file; device/exampl
   [asr]      backend: none (default; no recogniser) | auto (vosk if a model for the language is at
              hand, else faster-whisper) | vosk | faster-whisper; language ("en"), models_dir,
              vosk_model (dir), whisper_model (CTranslate2 dir; default the bundled tiny.en),
-             whisper_threads (2), partials (true), partial_interval_s (1.0), end_silence_ms (700:
+             whisper_threads (2), partials (true), quick_partials (true: 60 ms short-context partials
+             every 0.25 s; false: a full pass every partial_interval_s (1.0)), end_silence_ms (700:
              silence that ends an utterance), max_utterance_s (15), min_speech_ms (300), preroll_ms (300)
   [gpio]     enabled (false), orb_pins ([17, 27, 22] BCM red/green/blue; [] = no orb),
              orb_active_high (true; false for common anode), orb_pwm (true), orb_brightness (1.0),

@@ -9,9 +9,11 @@
     [vad]      backend ("webrtc" | "silero"), aggressiveness, frame_ms, threshold, onset_frames, offset_frames
     [bargein]  enabled, min_rms, echo_margin
     [machine]  heartbeat_s, listen_timeout_s
+    [turns]    optimistic_pause, min_interruption_ms, semantic_eot, eot_complete_silence_ms,
+               eot_incomplete_silence_ms (turn taking: docs/turns.md)
     [wakeword] enabled, models, threshold, refractory_s, model_dir, while_speaking, onnx_threads
     [asr]      backend ("none" | "auto" | "vosk" | "faster-whisper"), language, models_dir, vosk_model,
-               whisper_model, whisper_threads, partials, partial_interval_s, end_silence_ms,
+               whisper_model, whisper_threads, partials, partial_interval_s, quick_partials, end_silence_ms,
                max_utterance_s, min_speech_ms, preroll_ms
     [gpio]     enabled, orb_pins, orb_active_high, orb_pwm, orb_brightness, mute_pin, talk_pin,
                button_pull_up, bounce_time_s, hold_time_s
@@ -73,6 +75,18 @@ class MachineConfig:
 
 
 @dataclass(frozen=True)
+class TurnsConfig:
+    """Turn taking. The defaults are segue's; a baseline like Pipecat's and LiveKit's defaults is
+    `optimistic_pause = false`, `min_interruption_ms = 500`, `semantic_eot = false`, `[vad] onset_frames = 10`
+    and `[asr] end_silence_ms = 800` (what `segue-bench turns` runs beside segue)."""
+    optimistic_pause: bool = True          # pause on the first speech-like frame; resume at the sample if no onset
+    min_interruption_ms: float = 0.0       # speech must last this long to interrupt (0: the onset interrupts)
+    semantic_eot: bool = True              # a turn ends by its words as well as its silence
+    eot_complete_silence_ms: float = 250.0     # silence that ends a turn whose words look complete
+    eot_incomplete_silence_ms: float = 1600.0  # silence that ends one whose words look unfinished
+
+
+@dataclass(frozen=True)
 class WakeWordConfig:
     enabled: bool = False
     models: tuple[str, ...] = ("hey_jarvis",)  # names in model_dir, or .onnx paths
@@ -95,7 +109,9 @@ class AsrConfig:
     whisper_model: Optional[str] = None  # a faster-whisper (CTranslate2) model dir; default bundled tiny.en
     whisper_threads: int = 2
     partials: bool = True
-    partial_interval_s: float = 1.0    # faster-whisper: audio between partial re-transcriptions
+    partial_interval_s: float = 1.0    # faster-whisper: audio between full-pass partials (quick_partials off)
+    quick_partials: bool = True        # faster-whisper: partials from a short-context pass, 0.3 s after the
+    #                                    first sound and every 0.25 s (~60 ms each instead of ~370 ms)
     end_silence_ms: float = 700.0      # silence after speech that ends the utterance
     max_utterance_s: float = 15.0
     min_speech_ms: float = 300.0       # speech still going at the wake shorter than this is its tail
@@ -145,6 +161,7 @@ class DeviceConfig:
     vad: VadSettings = field(default_factory=VadSettings)
     bargein: BargeInSettings = field(default_factory=BargeInSettings)
     machine: MachineConfig = field(default_factory=MachineConfig)
+    turns: TurnsConfig = field(default_factory=TurnsConfig)
     wakeword: WakeWordConfig = field(default_factory=WakeWordConfig)
     asr: AsrConfig = field(default_factory=AsrConfig)
     gpio: GpioConfig = field(default_factory=GpioConfig)

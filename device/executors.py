@@ -70,6 +70,10 @@ class Executors:
         if self._capturing == cmd.utterance_id:
             self._capturing = None
 
+    def _x_quick(self: "DeviceApp", cmd: m.QuickTranscript) -> None:
+        if self.asr is not None:
+            self.asr.quick(cmd.utterance_id)
+
     def _x_listening(self: "DeviceApp", cmd: m.SetListening) -> None:
         self._wake_on, self._asr_on = cmd.wake_word, cmd.asr
 
@@ -104,6 +108,7 @@ EXECUTORS: dict[type, Callable[["DeviceApp", object], None]] = {
     m.SendEvent: Executors._x_event, m.SendPlayback: Executors._x_playback, m.SendState: Executors._x_state,
     m.SendHello: Executors._x_hello, m.StartCapture: Executors._x_start_capture,
     m.FinishCapture: Executors._x_finish_capture, m.CancelCapture: Executors._x_cancel_capture,
+    m.QuickTranscript: Executors._x_quick,
     m.SetListening: Executors._x_listening, m.SetOrb: Executors._x_orb, m.ReopenAudio: Executors._x_reopen,
     m.ExitProcess: Executors._x_exit, m.Restart: Executors._x_restart, m.Ignored: Executors._x_ignored,
 }

@@ -2,9 +2,12 @@
 
 `StreamingASR.feed()`/`finish()` block for up to about a second (faster-whisper re-transcribes the
 whole buffer), so they never run in the audio callback or the device loop: the loop hands commands
-(`start`, `feed`, `finish`, `cancel`) to this worker's queue and drains results (`AsrPartial`,
-`AsrFinal`, `AsrFailed` machine events) from `results` in `DeviceApp.process()`. Feeds queued while
-the model was busy are joined into one call. A cancelled capture's audio is dropped unread and its
+(`start`, `feed`, `quick`, `finish`, `cancel`) to this worker's queue and drains results
+(`AsrPartial`, `AsrFinal`, `AsrFailed` machine events) from `results` in `DeviceApp.process()`. Feeds
+queued while the model was busy are joined into one call. `quick` answers the machine's
+`QuickTranscript` at a pause with `AsrPartial(quick=True)` over all audio fed so far: the backend's
+short-context pass where it has one (`QuickASR`), else its latest partial, so the machine never waits
+on a question nobody answers. A cancelled capture's audio is dropped unread and its
 late results never surface (the machine also ignores results for captures it no longer has).
 
 The model is built on the worker thread at `start()` (loading takes seconds); `ready` is set when
@@ -38,6 +41,8 @@ class AsrWorker:
         self._current: Optional[str] = None
         self._cancelled: set[str] = set()
         self._busy = False
+        self._fed_ms = 0.0  # audio fed to the current capture
+        self._partial = ""  # the current capture's latest partial text
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.timings: deque[tuple[str, float, float]] = deque(maxlen=200)  # (op, audio_ms, wall_ms)
 
@@ -58,6 +63,10 @@ class AsrWorker:
 
     def finish(self, uid: str) -> None:
         self._q.put(("finish", uid))
+
+    def quick(self, uid: str) -> None:
+        """Ask for an `AsrPartial(uid, ..., quick=True)` over the capture so far (none if cancelled)."""
+        self._q.put(("quick", uid))
 
     def cancel(self, uid: str) -> None:
         self._cancelled.add(uid)
@@ -103,29 +112,42 @@ class AsrWorker:
         if self.asr is None:
             if op == "finish":
                 self.results.append(m.AsrFailed(uid, self.error or "no recogniser"))
+            elif op == "quick":  # nothing to hear with: say so at once rather than leave the machine waiting
+                self.results.append(m.AsrPartial(uid, "", quick=True))
             return
         if op == "start":
             self.asr.start()
-            self._current = uid
+            self._current, self._fed_ms, self._partial = uid, 0.0, ""
         elif op == "feed":
             if self._current != uid:
                 return
-            chunks = [item[2]]
-            while True:  # join what queued up while the model was busy
-                try:
-                    nxt = self._q.queue[0]
-                except IndexError:
-                    break
-                if nxt[0] != "feed" or nxt[1] != uid:
-                    break
-                chunks.append(self._q.get_nowait()[2])
-            pcm = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+            pcm = self._joined_feeds(uid, item[2])
+            # a quick pass queued right behind this audio covers it: no partial of its own first
+            quick_next = self._next_is(("quick", uid)) and hasattr(self.asr, "quick")
             t0 = time.monotonic()
-            partials = self.asr.feed(pcm)
+            partials = self.asr.feed(pcm, partials=False) if quick_next else self.asr.feed(pcm)
             self.timings.append(("feed", len(pcm) / 16.0, (time.monotonic() - t0) * 1000))
+            self._fed_ms += len(pcm) / 16.0
             for p in partials:
+                self._partial = p.text
                 if uid not in self._cancelled:
-                    self.results.append(m.AsrPartial(uid, p.text))
+                    self.results.append(m.AsrPartial(uid, p.text, audio_ms=p.audio_ms))
+        elif op == "quick":
+            if self._current != uid:
+                return  # finished already (its final is on the way) or never started
+            text, audio_ms = self._partial, self._fed_ms  # a backend without a quick pass: its latest
+            quick = getattr(self.asr, "quick", None)
+            if quick is not None:
+                t0 = time.monotonic()
+                try:
+                    p = quick()
+                except Exception:  # a failed quick look must not fail the capture: the final still comes
+                    log.exception("quick transcript failed on %s", uid)
+                else:
+                    self.timings.append(("quick", p.audio_ms, (time.monotonic() - t0) * 1000))
+                    text, audio_ms = p.text, p.audio_ms
+            if uid not in self._cancelled:
+                self.results.append(m.AsrPartial(uid, text, audio_ms=audio_ms, quick=True))
         elif op == "finish":
             if self._current != uid:
                 self.results.append(m.AsrFailed(uid, "finish without start"))
@@ -136,3 +158,16 @@ class AsrWorker:
             self._current = None
             if uid not in self._cancelled:
                 self.results.append(m.AsrFinal(uid, final.text, tuple(final.words)))
+
+    def _next_is(self, op: tuple) -> bool:
+        try:
+            return tuple(self._q.queue[0][:2]) == op
+        except IndexError:
+            return False
+
+    def _joined_feeds(self, uid: str, first: np.ndarray) -> np.ndarray:
+        """`first` and every feed for `uid` queued right behind it (what piled up while busy)."""
+        chunks = [first]
+        while self._next_is(("feed", uid)):
+            chunks.append(self._q.get_nowait()[2])
+        return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]

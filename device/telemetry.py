@@ -18,6 +18,9 @@ What is counted, exactly:
 - `rtt_ms`: mean MQTT publish -> PUBACK round trip of the QoS 1 messages sent in the interval (the
   last one measured if none were); null before the first.
 - `uptime_s`: seconds since the process started (monotonic wall clock).
+- `false_pauses`, `false_pause_ms`: optimistic pauses (playback paused on a first speech-like frame)
+  that no speech onset confirmed, and their summed length, since the process started: the price of
+  stopping on the first frame (docs/turns.md).
 - `cpu_temp_c`: `/sys/class/thermal/thermal_zone0/temp` (millidegrees) where readable, else null.
 """
 
@@ -68,7 +71,7 @@ class TelemetryCounters:
         lag = max(0.0, lag_s * 1000.0)
         self._lag_ms = lag if self._lag_ms is None else max(self._lag_ms, lag)
 
-    def snapshot(self, rtt_ms: Optional[float]) -> Telemetry:
+    def snapshot(self, rtt_ms: Optional[float], false_pauses: int = 0, false_pause_s: float = 0.0) -> Telemetry:
         """The telemetry message for this interval (resets the per-interval cursor lag)."""
         lag, self._lag_ms = self._lag_ms, None
         self.sent += 1
@@ -79,4 +82,6 @@ class TelemetryCounters:
             interruptions=dict(self.interruptions),
             cursor_lag_ms=lag,
             rtt_ms=None if rtt_ms is None else max(0.0, rtt_ms),
+            false_pauses=max(0, false_pauses),
+            false_pause_ms=max(0.0, false_pause_s * 1000.0),
         )

@@ -26,6 +26,7 @@ class VadSettings:
     silero_model: Optional[Path] = None  # default: models/openwakeword/silero_vad.onnx or the silero-vad wheel's
     onset_frames: int = 3          # consecutive speech frames that make an onset
     offset_frames: int = 25        # consecutive non-speech frames that end speech
+    pause_frames: int = 5          # non-speech frames inside speech that make a pause (a possible turn end)
 
 
 class Vad(Protocol):
@@ -120,41 +121,107 @@ class SpeechOffset:
     at: float  # stream time just after the last speech frame
 
 
-class OnsetDetector:
-    """`onset_frames` consecutive speech frames make an onset; `offset_frames` non-speech end it."""
+@dataclass(frozen=True)
+class SpeechSuspect:
+    at: float  # the first speech-like frame of a run that is not an onset yet
 
-    def __init__(self, onset_frames: int = 3, offset_frames: int = 25) -> None:
+
+@dataclass(frozen=True)
+class SpeechDismiss:
+    at: float  # start of a suspected run that broke off before it made an onset
+    frames: int
+
+
+@dataclass(frozen=True)
+class SpeechPause:
+    at: float  # speech in progress went quiet for `pause_frames` (end of the last speech frame)
+
+
+@dataclass(frozen=True)
+class SpeechResume:
+    at: float  # speech again after a `SpeechPause`, before the offset
+
+
+VadEvent = SpeechOnset | SpeechOffset | SpeechSuspect | SpeechDismiss | SpeechPause | SpeechResume
+
+
+class OnsetDetector:
+    """`onset_frames` consecutive speech frames make an onset; `offset_frames` non-speech end it.
+
+    Between those, the finer events a turn-taking policy needs. Before an onset: the first frame of a
+    run that is speech *or merely suspicious* (`suspect`: louder than the echo it could be, whatever
+    the VAD says; a fricative "s" or the attack of a vowel is suspicious a frame or two before the VAD
+    calls it speech) gives `SpeechSuspect` (pause on it: the onset may never come), and a run that dies
+    down for `dismiss_frames` before its onset gives `SpeechDismiss` (it was echo or a click). Inside
+    speech: a quiet of `pause_frames` gives `SpeechPause` (the turn may be over, if the words say so)
+    and speech again `SpeechResume`.
+    """
+
+    def __init__(self, onset_frames: int = 3, offset_frames: int = 25, pause_frames: int = 5,
+                 dismiss_frames: int = 3) -> None:
         self.onset_frames = onset_frames
         self.offset_frames = offset_frames
+        self.pause_frames = pause_frames
+        self.dismiss_frames = max(1, dismiss_frames)
         self.in_speech = False
         self._run = 0
         self._run_start = 0.0
         self._last_speech_end = 0.0
+        self._paused = False
+        self._suspect_at: Optional[float] = None  # first frame of the suspicious run (None: no run)
+        self._suspect_frames = 0
+        self._quiet = 0  # frames since the suspicious run last looked like anything
 
-    def update(self, speech: bool, t: float, frame_s: float) -> SpeechOnset | SpeechOffset | None:
-        """Feed one frame's decision (`t` = its start time); returns an event when the state flips."""
+    def update(self, speech: bool, t: float, frame_s: float, suspect: Optional[bool] = None) -> VadEvent | None:
+        """Feed one frame's decisions (`t` = its start time; `suspect` defaults to `speech`); returns an
+        event when something changes."""
         if not self.in_speech:
-            if speech:
-                if self._run == 0:
-                    self._run_start = t
-                self._run += 1
-                if self._run >= self.onset_frames:
-                    self.in_speech, self._run = True, 0
-                    self._last_speech_end = t + frame_s
-                    return SpeechOnset(self._run_start)
-            else:
-                self._run = 0
-            return None
+            return self._before_onset(speech, speech if suspect is None else (suspect or speech), t, frame_s)
         if speech:
             self._run = 0
             self._last_speech_end = t + frame_s
+            if self._paused:
+                self._paused = False
+                return SpeechResume(t)
             return None
         self._run += 1
         if self._run >= self.offset_frames:
-            self.in_speech, self._run = False, 0
+            self.in_speech, self._run, self._paused = False, 0, False
             return SpeechOffset(self._last_speech_end)
+        if self._run == self.pause_frames and not self._paused:
+            self._paused = True
+            return SpeechPause(self._last_speech_end)
+        return None
+
+    def _before_onset(self, speech: bool, suspect: bool, t: float, frame_s: float) -> VadEvent | None:
+        if speech:
+            if self._run == 0:
+                self._run_start = t
+            self._run += 1
+            if self._run >= self.onset_frames:
+                self.in_speech, self._run, self._paused = True, 0, False
+                self._suspect_at, self._suspect_frames, self._quiet = None, 0, 0
+                self._last_speech_end = t + frame_s
+                return SpeechOnset(self._run_start)
+        else:
+            self._run = 0
+        if suspect:
+            self._quiet = 0
+            self._suspect_frames += 1
+            if self._suspect_at is None:
+                self._suspect_at = t
+                return SpeechSuspect(t)
+            return None
+        if self._suspect_at is not None:
+            self._quiet += 1
+            if self._quiet >= self.dismiss_frames:
+                at, frames = self._suspect_at, self._suspect_frames
+                self._suspect_at, self._suspect_frames, self._quiet = None, 0, 0
+                return SpeechDismiss(at, frames)
         return None
 
     def reset(self) -> None:
         self.in_speech = False
         self._run = 0
+        self._paused = False
+        self._suspect_at, self._suspect_frames, self._quiet = None, 0, 0

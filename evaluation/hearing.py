@@ -154,7 +154,7 @@ def run_mic_path(user16: np.ndarray, rate: int, aec: str, echo_gain: float, agen
     from device.audio import VirtualCard, VirtualCardSettings
     from device.bargein import MicPath
     from device.playback import Playback, PlaybackSettings, SegmentInfo
-    from device.vad import SpeechOnset
+    from device.vad import SpeechOffset, SpeechOnset
 
     card = VirtualCard(VirtualCardSettings(sample_rate=rate, echo_gain=echo_gain, echo_delay_ms=30,
                                            output_latency_ms=100, jitter_ms=3, seed=seed))
@@ -171,7 +171,8 @@ def run_mic_path(user16: np.ndarray, rate: int, aec: str, echo_gain: float, agen
         pcm, spans = pb.render(frames, times.output_dac_time)
         mic.played(pcm, times.output_dac_time)
         for ev in mic.capture(pcm_in, times.input_adc_time):
-            (run.onsets if isinstance(ev, SpeechOnset) else run.offsets).append(ev.at)
+            if isinstance(ev, (SpeechOnset, SpeechOffset)):  # (not the finer suspect/pause events)
+                (run.onsets if isinstance(ev, SpeechOnset) else run.offsets).append(ev.at)
             if isinstance(ev, SpeechOnset) and pb.is_playing():
                 pb.pause()  # barge-in: what the device's state machine does, within the same buffer
         return pcm, spans

@@ -49,5 +49,14 @@ class StreamingASR(Protocol):
     def finish(self) -> Final: ...
 
 
+@runtime_checkable
+class QuickASR(StreamingASR, Protocol):
+    """A backend that can transcribe the capture so far on demand, fast (tens of ms), for the
+    end-of-turn decision at a pause. Backends without it (vosk streams anyway) answer with their
+    latest partial (the worker does that)."""
+
+    def quick(self) -> Partial: ...
+
+
 class NotStarted(RuntimeError):
     """feed() or finish() called outside start() ... finish()."""

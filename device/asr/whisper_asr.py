@@ -1,16 +1,23 @@
 """Streaming ASR with faster-whisper: the fallback where no vosk model for the language is at hand.
 
-Whisper is not a streaming model, so streaming is emulated: every `partial_interval_s` of new audio
-the whole buffer so far is re-transcribed greedily (no timestamps, cheap), and `finish()` runs one
-proper pass with beam search and word timestamps. Whisper pads every window to 30 s, so a partial
-costs about the same however short the buffer is: the interval is measured in audio fed, not wall
-time, and is the knob that trades partial latency for CPU; past `max_partial_audio_s` partials stop
-(each would cost more than the audio it adds) and only the final pass runs.
+Whisper is not a streaming model, so streaming is emulated: the whole buffer so far is re-transcribed
+greedily for each partial, and `finish()` runs one proper pass with beam search and word timestamps.
+
+Partials come from the quick pass (`quick()`, `quick_partials`): faster-whisper's `transcribe()` pads
+every window to 30 s of mel frames, so each call costs ~300 ms on two cores however short the audio;
+the quick pass hands CTranslate2 a mel of just the audio plus `quick_pad_s` of zeros and decodes
+greedily with a token budget by audio length and a repetition penalty (20-100 ms for a few seconds of
+speech). Such a short decode runs on by repeating itself, which `device.asr.repeats` cuts. The first
+partial comes `quick_first_s` after the first sound, then every `quick_interval_s` of audio fed, or
+later when the last one took longer than that to compute (at most half the CPU on a live mic).
+With `quick_partials=False` partials are the old full passes every `partial_interval_s` (the
+baseline). Past `max_partial_audio_s` partials stop and only the final pass runs.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from device.asr.base import SAMPLE_RATE, Final, NotStarted, Partial, as_int16
+from device.asr.repeats import cut_repeats
 from device.models import ModelSettings, whisper_model_path
 from icp.words import WordTiming
 
@@ -45,8 +53,17 @@ class WhisperSettings:
     compute_type: str = "int8"
     cpu_threads: int = 2
     partials: bool = True
-    partial_interval_s: float = 1.0  # audio between partial re-transcriptions
-    min_partial_audio_s: float = 0.5  # no partial before this much audio
+    quick_partials: bool = True  # partials from the quick pass; False: full passes (the baseline)
+    quick_first_s: float = 0.3  # first quick partial after this much audio since the first sound
+    quick_interval_s: float = 0.25  # audio between quick partials
+    quick_lead_s: float = 0.2  # zeros before the audio (an abrupt first consonant is heard better)
+    quick_pad_s: float = 1.0  # zeros after the audio in the quick pass's mel
+    quick_tokens_per_s: float = 8.0  # token budget of a quick decode: this per second of audio ...
+    quick_tokens_min: int = 8  # ... plus this
+    quick_repetition_penalty: float = 1.3  # > 1 curbs the short decode's loops
+    quick_max_audio_s: float = 25.0  # longer captures: quick() runs the full pass (the mel window is 30 s)
+    partial_interval_s: float = 1.0  # audio between full-pass partials (quick_partials=False)
+    min_partial_audio_s: float = 0.5  # no full-pass partial before this much audio
     max_partial_audio_s: float = 10.0  # no partials past this much audio (each costs more); final covers all
     beam_size: int = 5  # for the final pass; partials are greedy
     vad_filter: bool = False  # the device's own VAD already cut the utterance
@@ -64,36 +81,52 @@ class WhisperASR:
         if settings.language != "en" and not self._model.model.is_multilingual:
             raise ValueError(f"whisper model at {path} is English-only; language {settings.language!r} "
                              "needs a multilingual whisper model or a vosk model")
+        self._tokenizer: Any = None
         self._chunks: list[np.ndarray] | None = None
         self._samples = 0
         self._next_partial = 0
         self._last_partial = ""
         self._peak = 0
+        self._first_sound: int | None = None  # sample index of the first sound in this capture
 
     def start(self) -> None:
         self._chunks, self._samples, self._last_partial, self._peak = [], 0, "", 0
+        self._first_sound = None
         first = max(self.settings.min_partial_audio_s, self.settings.partial_interval_s)
         self._next_partial = int(first * SAMPLE_RATE)
 
-    def feed(self, pcm: np.ndarray | bytes) -> list[Partial]:
+    def feed(self, pcm: np.ndarray | bytes, partials: bool = True) -> list[Partial]:
+        """Add audio; returns a partial when one was due and changed. `partials=False` only adds
+        (the worker passes it when a quick pass is queued right behind this audio)."""
         if self._chunks is None:
             raise NotStarted("WhisperASR.feed() before start()")
         data = as_int16(pcm)
         if not len(data):
             return []
         self._chunks.append(data.copy())
+        if self._first_sound is None:
+            loud = np.flatnonzero(np.abs(data.astype(np.int32)) >= self.settings.silence_peak)
+            if len(loud):
+                self._first_sound = self._samples + int(loud[0])
+                if self.settings.quick_partials:
+                    self._next_partial = self._first_sound + int(self.settings.quick_first_s * SAMPLE_RATE)
         self._samples += len(data)
         self._peak = max(self._peak, int(np.abs(data.astype(np.int32)).max()))
         s = self.settings
         too_long = self._samples > s.max_partial_audio_s * SAMPLE_RATE
-        if not s.partials or too_long or self._samples < self._next_partial or self._peak < s.silence_peak:
+        if not (s.partials and partials) or too_long or self._first_sound is None \
+                or self._samples < self._next_partial:
             return []
-        self._next_partial = self._samples + int(self.settings.partial_interval_s * SAMPLE_RATE)
-        segments, _ = self._model.transcribe(
-            self._audio(), language=self.language, beam_size=1, without_timestamps=True,
-            condition_on_previous_text=False, vad_filter=self.settings.vad_filter,
-        )
-        text = " ".join(seg.text.strip() for seg in segments).strip()
+        if s.quick_partials:
+            t0 = time.monotonic()
+            text = self.quick().text
+            # the next one is due after quick_interval_s of audio, and never before this one is older
+            # (in audio fed, which is wall time on a live mic) than it took: at most half the CPU
+            cost_s = time.monotonic() - t0
+            self._next_partial = self._samples + int(max(s.quick_interval_s, cost_s) * SAMPLE_RATE)
+        else:
+            text = self._full_greedy(self._audio())
+            self._next_partial = self._samples + int(s.partial_interval_s * SAMPLE_RATE)
         if text and text != self._last_partial:
             self._last_partial = text
             return [Partial(text=text, audio_ms=self._samples * 1000 / SAMPLE_RATE)]
@@ -119,6 +152,52 @@ class WhisperASR:
                         words.append(WordTiming(word=w.word.strip(), start_ms=start, end_ms=end))
         return Final(text=" ".join(t for t in texts if t), words=tuple(words),
                      audio_ms=self._samples * 1000 / SAMPLE_RATE, backend=self.backend, language=self.language)
+
+    def quick(self) -> Partial:
+        """The whole capture so far, transcribed now by the short-context greedy pass, repetition cut:
+        the words an end-of-turn decision looks at. Silence (peak below `silence_peak`) gives ""."""
+        if self._chunks is None:
+            raise NotStarted("WhisperASR.quick() before start()")
+        audio_ms = self._samples * 1000 / SAMPLE_RATE
+        if self._first_sound is None or self._peak < self.settings.silence_peak:
+            return Partial(text="", audio_ms=audio_ms)
+        audio = self._audio()
+        if len(audio) > self.settings.quick_max_audio_s * SAMPLE_RATE:
+            return Partial(text=self._full_greedy(audio), audio_ms=audio_ms)
+        sound_s = (self._samples - self._first_sound) / SAMPLE_RATE
+        return Partial(text=cut_repeats(self._short_decode(audio), sound_s), audio_ms=audio_ms)
+
+    def _short_decode(self, audio: np.ndarray) -> str:
+        """Greedy decode of a mel as long as the audio plus `quick_pad_s` (not faster-whisper's 30 s)."""
+        import ctranslate2
+
+        s = self.settings
+        tk = self._quick_tokenizer()
+        zeros = lambda secs: np.zeros(int(secs * SAMPLE_RATE), dtype=np.float32)  # noqa: E731
+        padded = np.concatenate([zeros(s.quick_lead_s), audio, zeros(s.quick_pad_s)])
+        feats = self._model.feature_extractor(padded, padding=0)
+        mel = ctranslate2.StorageView.from_array(np.ascontiguousarray(feats[None].astype(np.float32)))
+        prompt = [*tk.sot_sequence, tk.no_timestamps]
+        budget = len(prompt) + s.quick_tokens_min + int(s.quick_tokens_per_s * len(audio) / SAMPLE_RATE)
+        result = self._model.model.generate(mel, [prompt], beam_size=1, max_length=budget,
+                                            repetition_penalty=s.quick_repetition_penalty)
+        return tk.decode([t for t in result[0].sequences_ids[0] if t < tk.eot]).strip()
+
+    def _quick_tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            from faster_whisper.tokenizer import Tokenizer
+
+            self._tokenizer = Tokenizer(self._model.hf_tokenizer, self._model.model.is_multilingual,
+                                        task="transcribe", language=self.language)
+        return self._tokenizer
+
+    def _full_greedy(self, audio: np.ndarray) -> str:
+        """faster-whisper's own greedy pass (30 s window): the baseline partial."""
+        segments, _ = self._model.transcribe(
+            audio, language=self.language, beam_size=1, without_timestamps=True,
+            condition_on_previous_text=False, vad_filter=self.settings.vad_filter,
+        )
+        return " ".join(seg.text.strip() for seg in segments).strip()
 
     def _audio(self) -> np.ndarray:
         if not self._chunks:

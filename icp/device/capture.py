@@ -40,6 +40,8 @@ class Captures:
         self._run_start = speech_at
         self._silence_since = None
         self._spoke = False
+        self._eot = None
+        self._capture_from = max(0.0, from_s)
         self._emit(C.StartCapture(self.capture, max(0.0, from_s)))
 
     def _finish_capture(self: "DeviceMachine") -> None:
@@ -107,10 +109,23 @@ class Captures:
         self._start_capture(start, now, speech_at=speech_at)
         self._capture_since = start  # audio time: SpeechEnded.at is compared with it
 
+    def _turn_silence(self: "DeviceMachine") -> float:
+        """How long a silence ends the turn: short when the words before it look complete, long when
+        they look unfinished (the user is thinking mid-sentence), the ordinary one when not known."""
+        st = self.settings
+        if not st.semantic_eot or self._eot is None:
+            return st.end_silence_s
+        if self._eot >= st.turn_end.complete_at:
+            return st.eot_complete_silence_s
+        if self._eot < st.turn_end.incomplete_below:
+            return st.eot_incomplete_silence_s
+        return st.end_silence_s
+
     def _capture_tick(self: "DeviceMachine", now: float) -> None:
         st = self.settings
         if self.capture is not None:
-            if self._silence_since is not None and self._run_start is None and now - self._silence_since >= st.end_silence_s:
+            if (self._silence_since is not None and self._run_start is None
+                    and now - self._silence_since >= self._turn_silence()):
                 self._finish_capture()
             elif now - self._capture_since >= st.max_utterance_s:
                 self._finish_capture()

@@ -106,6 +106,13 @@ class CancelCapture:
 
 
 @dataclass(frozen=True)
+class QuickTranscript:
+    """Transcribe the capture so far now, quickly (a short-context pass), and report it as an
+    `AsrPartial(quick=True)`: the words the end-of-turn decision looks at."""
+    utterance_id: str
+
+
+@dataclass(frozen=True)
 class SetListening:
     """Which mic consumers run: the wake word detector and the recogniser's feed (mute, state)."""
     wake_word: bool
@@ -141,6 +148,6 @@ class Ignored:
 
 
 Command = Union[PausePlayback, ResumePlayback, FlushPlayback, SendInterrupt, SendUtterance, SendWake, SendPlayback,
-                SendState, SendHello, SendEvent, StartCapture, FinishCapture, CancelCapture, SetListening, SetOrb,
-                Restart, ReopenAudio, ExitProcess, Ignored]
+                SendState, SendHello, SendEvent, StartCapture, FinishCapture, CancelCapture, QuickTranscript,
+                SetListening, SetOrb, Restart, ReopenAudio, ExitProcess, Ignored]
 SEND_COMMANDS = (SendInterrupt, SendUtterance, SendWake, SendPlayback, SendState, SendHello, SendEvent)

@@ -40,6 +40,32 @@ class SpeechEnded:
 
 
 @dataclass(frozen=True)
+class SpeechSuspected:
+    """The first speech-like frame of a run (not yet an onset): enough to pause optimistically."""
+    at: float  # start of that frame, audio time
+
+
+@dataclass(frozen=True)
+class SpeechDismissed:
+    """A suspected run broke off before it made an onset: it was not speech (echo, a click)."""
+    at: float  # start of the suspected run
+    frames: int  # how many speech-like frames it had
+
+
+@dataclass(frozen=True)
+class SpeechPaused:
+    """Speech in progress has been quiet for a few frames (the VAD's offset is not due yet): the
+    moment a turn may be over, when the words say so."""
+    at: float  # end of the last speech frame
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    """Speech again after a `SpeechPaused`, before the VAD's offset."""
+    at: float
+
+
+@dataclass(frozen=True)
 class WakeDetected:
     source: WakeSource = WakeSource.WAKE_WORD
     score: Optional[float] = None
@@ -64,6 +90,8 @@ class TextHeard:
 class AsrPartial:
     utterance_id: str
     text: str
+    audio_ms: float = 0.0  # capture audio the hypothesis covers (from the capture's start)
+    quick: bool = False    # a quick (short-context) pass asked for by `QuickTranscript`
 
 
 @dataclass(frozen=True)
@@ -176,6 +204,7 @@ class Tick:
     pass
 
 
-Event = Union[SpeechStarted, SpeechEnded, WakeDetected, TextHeard, AsrPartial, AsrFinal, AsrFailed, ComponentFailed,
-              TalkPressed, CancelPressed, MuteSet, RestartRequested, SegmentQueued, SegmentFinished, PlaybackIdle,
-              SegmentsDropped, ControlReceived, EngineStateReceived, LinkUp, LinkDown, AudioLost, AudioRestored, Tick]
+Event = Union[SpeechStarted, SpeechEnded, SpeechSuspected, SpeechDismissed, SpeechPaused, SpeechResumed,
+              WakeDetected, TextHeard, AsrPartial, AsrFinal, AsrFailed, ComponentFailed, TalkPressed, CancelPressed,
+              MuteSet, RestartRequested, SegmentQueued, SegmentFinished, PlaybackIdle, SegmentsDropped,
+              ControlReceived, EngineStateReceived, LinkUp, LinkDown, AudioLost, AudioRestored, Tick]

@@ -27,6 +27,7 @@ from icp.device import events as E
 from icp.device.capture import Captures
 from icp.device.table import TABLE, Deadline, State, Step, Trigger
 from icp.dispositions import Hint
+from icp.turn_end import TurnEndSettings, end_of_turn
 from icp.messages.playback import Action, PlaybackEvent
 from icp.messages.session import DeviceStatus, EventType
 from icp.messages.speech import WakeSource
@@ -51,6 +52,15 @@ class MachineSettings:
     audio_give_up_s: float = 30.0   # ...and the process exits (for systemd to restart it) after this long
     audio_exit_code: int = 74       # EX_IOERR
     wake_word: bool = False         # a wake word detector is wired in
+    # Turn taking (issue 12). The defaults are segue's; `segue-bench turns` shows them beside a
+    # baseline configured like Pipecat's and LiveKit's published defaults.
+    optimistic_pause: bool = True   # pause on the first speech-like frame while speaking; resume if no onset
+    suspect_max_s: float = 0.3      # a suspicion that is neither confirmed nor dismissed by then is dropped
+    min_interruption_s: float = 0.0  # speech must last this long before it interrupts (0: the onset does)
+    semantic_eot: bool = True       # end a turn by its words as well as its silence (`icp.turn_end`)
+    eot_complete_silence_s: float = 0.25    # silence that ends a turn whose words look complete
+    eot_incomplete_silence_s: float = 1.6   # ...and one whose words look unfinished ("and", "the", "um")
+    turn_end: TurnEndSettings = field(default_factory=TurnEndSettings)
 
 
 @dataclass
@@ -70,12 +80,18 @@ class DeviceMachine(Captures):
     _last_heartbeat: float = 0.0
     _listen_since: float = 0.0
     _capture_since: float = 0.0
+    _capture_from: float = 0.0        # audio time the capture's audio starts at (pre-roll included)
     _run_start: Optional[float] = None    # onset of the speech run in progress during a capture
     _silence_since: Optional[float] = None  # end of the user's last speech in the capture
     _spoke: bool = False
     _interrupt_open: bool = False  # an interrupt was sent and its disposition has not come back
     _speech_on: Optional[float] = None   # onset of the VAD's speech run in progress (None: silence)
     _speech_off: Optional[float] = None  # end of the last finished speech run
+    _suspect_at: Optional[float] = None  # `now` of an optimistic pause awaiting its onset
+    _eot: Optional[float] = None  # how complete the words before the current silence look (None: not known)
+    _barge_pending: Optional[float] = None  # onset of speech that may interrupt once it lasts min_interruption_s
+    false_pauses: int = 0             # optimistic pauses that were not speech (resumed)
+    false_pause_s: float = 0.0        # their summed length
     _audio_lost_since: float = 0.0
     _audio_retry_at: float = 0.0
     _orb: Optional[Orb] = None
@@ -200,7 +216,11 @@ class DeviceMachine(Captures):
         if self.muted:
             return self._ignore(ev, "muted")
         if self.state is State.SPEAKING and self.settings.bargein:
-            self._barge_in(ev.at, now)
+            if self.settings.min_interruption_s > 0:
+                self._barge_pending = ev.at  # interrupts only if it goes on (see _on_tick)
+            else:
+                self._suspect_at = None  # confirmed: the optimistic pause (if any) becomes the barge-in
+                self._barge_in(ev.at, now)
         elif self.state is State.LISTENING and self.utterance_id is None:
             uid = self._new_utterance(now)
             self._start_capture(ev.at - self.settings.preroll_s, now, speech_at=ev.at)
@@ -213,15 +233,61 @@ class DeviceMachine(Captures):
             self._silence_since = None
 
     def _on_speech_ended(self, ev: E.SpeechEnded, now: float) -> None:
+        self._barge_pending = None
         if self.capture is None:
             return
+        if self._silence_since is None or self._run_start is not None:
+            self._speech_quiet(ev.at)
+
+    def _speech_quiet(self, at: float) -> None:
+        """The user stopped talking at `at` (a pause or the offset): the turn's silence counts from there."""
         # A run whose onset we saw during the capture counts whatever its length; speech that was
         # already going on when the capture opened (the wake word's tail) only when long.
-        counts = self._run_start is not None or ev.at - self._capture_since >= self.settings.min_speech_s
+        counts = self._run_start is not None or at - self._capture_since >= self.settings.min_speech_s
         self._run_start = None
         if self._spoke or counts:
             self._spoke = True
-            self._silence_since = ev.at
+            self._silence_since = at
+
+    def _on_speech_suspected(self, ev: E.SpeechSuspected, now: float) -> None:
+        """Pause on the first speech-like frame: what is handed to the card after it would play over
+        the user. Nothing is sent: only a confirmed onset is an `interrupt`."""
+        st = self.settings
+        if (self.muted or self.state is not State.SPEAKING or not st.bargein or not st.optimistic_pause
+                or st.min_interruption_s > 0 or self._suspect_at is not None):
+            return
+        self._suspect_at = now
+        self._go(Step.SUSPECT)
+        self._emit(C.PausePlayback())
+
+    def _on_speech_dismissed(self, ev: E.SpeechDismissed, now: float) -> None:
+        if self._suspect_at is not None:
+            self._dismiss(now)
+
+    def _dismiss(self, now: float) -> None:
+        """Not speech after all: play on from the exact sample the pause kept (a gap, no lost audio)."""
+        since, self._suspect_at = self._suspect_at, None
+        if self.state is not State.SPEAKING or since is None:
+            return
+        self.false_pauses += 1
+        self.false_pause_s += max(0.0, now - since)
+        self._go(Step.DISMISS)
+        self._emit(C.ResumePlayback())
+
+    def _on_speech_paused(self, ev: E.SpeechPaused, now: float) -> None:
+        self._barge_pending = None  # too short to interrupt (min_interruption_s)
+        if self.capture is None:
+            return
+        self._speech_quiet(ev.at)
+        if self.settings.semantic_eot and self._spoke:
+            self._eot = None
+            self._emit(C.QuickTranscript(self.capture))
+
+    def _on_speech_resumed(self, ev: E.SpeechResumed, now: float) -> None:
+        if self.capture is not None:
+            self._run_start = ev.at
+            self._silence_since = None
+            self._eot = None
 
     def _on_wake(self, ev: E.WakeDetected, now: float) -> None:
         if self.muted:
@@ -288,6 +354,9 @@ class DeviceMachine(Captures):
     def _on_partial(self, ev: E.AsrPartial, now: float) -> None:
         if ev.utterance_id not in (self.capture, self.finishing) or not ev.text or self.muted:
             return self._ignore(ev, "not the open capture")
+        if (ev.quick and ev.utterance_id == self.capture and self._silence_since is not None
+                and self._capture_from + ev.audio_ms / 1000 >= self._silence_since - 0.05):  # covers the words
+            self._eot = end_of_turn(ev.text).complete
         self._utterance(ev.utterance_id, ev.text, False, self.hint)
 
     def _on_final(self, ev: E.AsrFinal, now: float) -> None:
@@ -371,6 +440,14 @@ class DeviceMachine(Captures):
         if self.state in (State.SPEAKING, State.PAUSED) and now - self._last_heartbeat >= st.heartbeat_s:
             self._last_heartbeat = now
             self._send(C.SendPlayback(PlaybackEvent.HEARTBEAT))
+        if self._suspect_at is not None and now - self._suspect_at >= st.suspect_max_s:
+            self._dismiss(now)
+        if self._barge_pending is not None:
+            if self.state is not State.SPEAKING:
+                self._barge_pending = None
+            elif now - self._barge_pending >= st.min_interruption_s:
+                at, self._barge_pending = self._barge_pending, None
+                self._barge_in(at, now)
         self._capture_tick(now)
         if (self.state is State.LISTENING and self.utterance_id is None
                 and now - self._listen_since > st.listen_timeout_s):
@@ -383,6 +460,8 @@ HANDLERS: dict[type, Callable[[DeviceMachine, object, float], None]] = {
     E.SegmentQueued: DeviceMachine._on_segment_queued, E.SegmentFinished: DeviceMachine._on_segment_finished,
     E.PlaybackIdle: DeviceMachine._on_playback_idle, E.SegmentsDropped: DeviceMachine._on_dropped,
     E.SpeechStarted: DeviceMachine._on_speech_started, E.SpeechEnded: DeviceMachine._on_speech_ended,
+    E.SpeechSuspected: DeviceMachine._on_speech_suspected, E.SpeechDismissed: DeviceMachine._on_speech_dismissed,
+    E.SpeechPaused: DeviceMachine._on_speech_paused, E.SpeechResumed: DeviceMachine._on_speech_resumed,
     E.WakeDetected: DeviceMachine._on_wake, E.TalkPressed: DeviceMachine._on_talk,
     E.CancelPressed: DeviceMachine._on_cancel, E.TextHeard: DeviceMachine._on_text,
     E.AsrPartial: DeviceMachine._on_partial, E.AsrFinal: DeviceMachine._on_final,

@@ -29,6 +29,8 @@ class Step(StrEnum):
     """Outcomes a handler reports when the event's type alone does not say where the machine goes."""
 
     BARGE_IN = "speech, a talk press or a cancel while speaking: paused at once"
+    SUSPECT = "first speech-like frame while speaking: paused, nothing sent"
+    DISMISS = "the suspected speech broke off: resumed at the paused sample"
     WAKE = "wake word or talk button"
     HEARD_WORDS = "final words sent"
     HEARD_NOTHING = "empty or abandoned utterance"
@@ -63,6 +65,7 @@ TABLE: dict[State, dict[Trigger, State]] = {
     },
     S.SPEAKING: {
         E.PlaybackIdle: S.IDLE, Step.BARGE_IN: S.PAUSED, Step.ENGINE_PAUSE: S.PAUSED,
+        Step.SUSPECT: S.SPEAKING, Step.DISMISS: S.SPEAKING,
         Step.ENGINE_FLUSH: S.THINKING, Step.ENGINE_LISTEN: S.LISTENING,
     },
     S.PAUSED: {

@@ -88,6 +88,8 @@ class Telemetry(Body):
         "interruptions": _interruption_counts,
         "cursor_lag_ms": rules.optional(rules.number(0, 1e9)),
         "rtt_ms": rules.optional(rules.number(0, 1e9)),
+        "false_pauses": rules.integer(0, 2**53),
+        "false_pause_ms": rules.number(0, 1e12),
     }
     uptime_s: float
     cpu_temp_c: float | None = None
@@ -95,6 +97,8 @@ class Telemetry(Body):
     interruptions: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     cursor_lag_ms: float | None = None
     rtt_ms: float | None = None
+    false_pauses: int = 0  # optimistic pauses that were not speech (since the process started)
+    false_pause_ms: float = 0.0  # their summed length
 
 
 @dataclass(frozen=True, slots=True)

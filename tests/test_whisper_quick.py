@@ -1,0 +1,180 @@
+"""The quick (short-context) Whisper pass: its words, its partial cadence, and the worker's `quick` op.
+
+Real tiny.en and the user's synthesised voice (piper joe); the repetition cutter on its own first.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from device import machine as m
+from device.asr.base import Partial
+from device.asr.repeats import cut_repeats
+from device.asr.whisper_asr import WhisperASR, WhisperSettings
+from device.recognizer import AsrWorker
+from evaluation.hearing import normalize
+from tests.audio_fixtures import frames, silence
+
+
+@pytest.mark.parametrize("text, sound_s, want", [
+    ("Stop. Stop.", 0.5, "Stop."),
+    ("Yeah yeah yeah", 0.3, "Yeah"),
+    ("What causes the tides? What causes", 1.5, "What causes the tides?"),
+    ("what caused what caused what", 0.5, "what caused"),
+    ("Hold on. What do you mean? Hold on. What do you", 1.6, "Hold on. What do you mean?"),
+    ("Okay? OK. Ok...", 0.5, "Okay?"),
+    ("Wait, what's that? What is the", 1.2, "Wait, what's that?"),
+    # speech that only looks repetitive stays
+    ("Right, right.", 0.9, "Right, right."),
+    ("no, no, no", 1.0, "no, no, no"),
+    ("I think I", 0.6, "I think I"),
+    ("Tell me, tell me more", 1.5, "Tell me, tell me more"),
+    ("Can you set a timer for 10 minutes?", 1.9, "Can you set a timer for 10 minutes?"),
+])
+def test_cut_repeats(text: str, sound_s: float, want: str) -> None:
+    assert cut_repeats(text, sound_s) == want
+
+
+@pytest.fixture(scope="module")
+def voice():
+    from evaluation.harness.voice import synthesize_user
+
+    return lambda text: synthesize_user(text, 16000)
+
+
+@pytest.fixture(scope="module")
+def whisper() -> WhisperASR:
+    return WhisperASR()
+
+
+@pytest.mark.parametrize("text", ["What causes the tides?", "Hold on, what do you mean?", "Stop."])
+def test_quick_transcribes_a_whole_utterance_without_repeating_itself(whisper, voice, text) -> None:
+    pcm = voice(text)
+    whisper.start()
+    whisper.feed(pcm, partials=False)
+    t0 = time.perf_counter()
+    p = whisper.quick()
+    took_ms = (time.perf_counter() - t0) * 1000
+    whisper.finish()
+    assert isinstance(p, Partial) and p.audio_ms == pytest.approx(len(pcm) / 16)
+    assert normalize(p.text) == normalize(text), p.text
+    assert took_ms < 1000  # ~20-150 ms on two cores; generous for a loaded test machine
+
+
+def test_quick_on_a_short_prefix_and_on_silence(whisper, voice) -> None:
+    pcm = voice("Wait, what's that?")
+    first = int(np.flatnonzero(np.abs(pcm.astype(np.int32)) >= 64)[0])
+    whisper.start()
+    whisper.feed(pcm[:first + 4800], partials=False)  # 0.3 s of sound
+    words = normalize(whisper.quick().text)
+    whisper.finish()
+    assert words and words[0] == "wait" and len(words) <= 2, words
+    whisper.start()
+    with pytest.raises(Exception):
+        WhisperASR().quick()  # not started
+    whisper.feed(silence(800))
+    assert whisper.quick() == Partial(text="", audio_ms=800)  # no "You" from digital silence
+    whisper.finish()
+
+
+def test_quick_partials_start_quick_first_s_after_the_first_sound(whisper, voice) -> None:
+    pcm = np.concatenate([silence(200), voice("Tell me about the moon and its phases please.")])
+    sound_ms = np.flatnonzero(np.abs(pcm.astype(np.int32)) >= 64)[0] / 16
+    whisper.start()
+    partials: list[Partial] = []
+    for f in frames(pcm, 1280):  # 80 ms frames, as from the mic
+        partials += whisper.feed(f)
+    whisper.finish()
+    assert partials, "no quick partials"
+    assert sound_ms + 300 <= partials[0].audio_ms <= sound_ms + 300 + 80 + 1
+    assert len(partials) >= 3  # a fresh hypothesis every ~quick_interval_s, not once a second
+    assert [p.audio_ms for p in partials] == sorted(p.audio_ms for p in partials)
+    assert normalize(partials[0].text)[:2] == ["tell", "me"]  # whole hypotheses from the start
+    assert normalize(partials[-1].text)[:4] == ["tell", "me", "about", "the"]
+
+
+@pytest.mark.slow
+def test_without_quick_partials_the_baseline_cadence_is_one_full_pass_a_second(voice) -> None:
+    asr = WhisperASR(WhisperSettings(quick_partials=False))
+    pcm = voice("Tell me about the moon and its phases please.")
+    asr.start()
+    partials: list[Partial] = []
+    for f in frames(pcm, 1280):
+        partials += asr.feed(f)
+    asr.finish()
+    assert partials and partials[0].audio_ms >= 1000
+
+
+def _wait_for(worker: AsrWorker, pred, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for ev in list(worker.results):
+            if pred(ev):
+                return ev
+        time.sleep(0.01)
+    return None
+
+
+def test_worker_quick_answers_for_a_live_capture_and_not_for_a_cancelled_one(whisper, voice) -> None:
+    worker = AsrWorker(lambda: whisper)
+    worker.start()
+    try:
+        assert worker.ready.wait(30) and worker.error is None
+        pcm = voice("What causes the tides?")
+        worker.begin("u1")
+        for f in frames(pcm, 1280):
+            worker.feed("u1", f)
+        worker.quick("u1")
+        ev = _wait_for(worker, lambda e: isinstance(e, m.AsrPartial) and e.quick)
+        assert ev is not None and ev.utterance_id == "u1"
+        assert normalize(ev.text) == normalize("What causes the tides?"), ev.text
+        assert ev.audio_ms == pytest.approx(len(pcm) / 16)
+        regular = [e for e in worker.results if isinstance(e, m.AsrPartial) and not e.quick]
+        assert all(0 < e.audio_ms <= ev.audio_ms for e in regular)  # regular partials carry audio_ms too
+        worker.finish("u1")
+        assert _wait_for(worker, lambda e: isinstance(e, m.AsrFinal)) is not None
+
+        worker.results.clear()
+        worker.begin("u2")
+        worker.feed("u2", pcm)
+        worker.cancel("u2")
+        worker.quick("u2")
+        worker.begin("u3")  # a marker: once u3's quick answers, u2's would have too
+        worker.feed("u3", silence(300))
+        worker.quick("u3")
+        ev = _wait_for(worker, lambda e: isinstance(e, m.AsrPartial) and e.quick)
+        assert ev is not None and ev.utterance_id == "u3" and ev.text == ""
+        assert not [e for e in worker.results if getattr(e, "utterance_id", None) == "u2"]
+    finally:
+        worker.stop()
+
+
+class _StreamingOnly:
+    """A backend without a quick pass (as vosk): it streams partials as it goes."""
+    backend, language = "stream", "en"
+
+    def start(self) -> None:
+        self.n = 0
+
+    def feed(self, pcm):
+        self.n += len(pcm)
+        return [Partial(text=f"word{self.n // 1600}", audio_ms=self.n / 16)]
+
+    def finish(self):
+        raise AssertionError("not used")
+
+
+def test_worker_quick_on_a_backend_without_quick_answers_with_its_latest_partial() -> None:
+    worker = AsrWorker(_StreamingOnly)
+    worker.start()
+    try:
+        worker.begin("u1")
+        worker.feed("u1", np.zeros(3200, dtype=np.int16))
+        worker.quick("u1")
+        ev = _wait_for(worker, lambda e: isinstance(e, m.AsrPartial) and e.quick)
+        assert ev == m.AsrPartial("u1", "word2", audio_ms=200.0, quick=True)
+    finally:
+        worker.stop()

@@ -1,0 +1,182 @@
+"""Turn taking in the device machine: the optimistic pause, the minimum interruption (the baseline's
+rule), and the end of a turn decided by its words as well as its silence."""
+
+from __future__ import annotations
+
+from device import machine as m
+from device.vad import OnsetDetector, SpeechDismiss, SpeechOffset, SpeechOnset, SpeechPause, SpeechResume, SpeechSuspect
+
+
+def types(cmds):
+    return [type(c) for c in cmds]
+
+
+def speaking(**settings) -> m.Machine:
+    mc = m.Machine(settings=m.MachineSettings(**settings), online=True)
+    mc.handle(m.SegmentQueued(1), 0.0)
+    assert mc.state is m.State.SPEAKING
+    return mc
+
+
+# ---- the VAD's finer events ----
+def test_onset_detector_suspects_on_the_first_frame_and_dismisses_a_broken_run():
+    d = OnsetDetector(onset_frames=3, offset_frames=10, pause_frames=2, dismiss_frames=1)
+    f = 0.02
+    assert d.update(True, 0.0, f) == SpeechSuspect(0.0)
+    assert d.update(True, 0.02, f) is None
+    assert d.update(False, 0.04, f) == SpeechDismiss(0.0, 2)
+    assert d.update(True, 0.06, f) == SpeechSuspect(0.06)
+    assert d.update(True, 0.08, f) is None
+    assert d.update(True, 0.10, f) == SpeechOnset(0.06)
+    assert d.update(False, 0.12, f) is None
+    pause = d.update(False, 0.14, f)
+    assert isinstance(pause, SpeechPause) and abs(pause.at - 0.12) < 1e-9  # the end of the last speech frame
+    assert d.update(True, 0.16, f) == SpeechResume(0.16)
+    events = [d.update(False, 0.18 + i * f, f) for i in range(10)]
+    assert [type(e) for e in events if e is not None] == [SpeechPause, SpeechOffset]
+    assert all(abs(e.at - 0.18) < 1e-9 for e in events if e is not None)
+
+
+def test_a_suspicious_frame_suspects_before_the_vad_and_quiet_must_last_to_dismiss():
+    d = OnsetDetector(onset_frames=2, dismiss_frames=3)
+    f = 0.02
+    assert d.update(False, 0.0, f, suspect=True) == SpeechSuspect(0.0)  # loud, not (yet) speech
+    assert d.update(False, 0.02, f, suspect=False) is None
+    assert d.update(False, 0.04, f, suspect=True) is None  # one run: no second suspicion
+    assert d.update(True, 0.06, f, suspect=True) is None
+    assert d.update(True, 0.08, f, suspect=True) == SpeechOnset(0.06)
+    d.reset()
+    d.update(False, 1.0, f, suspect=True)
+    assert [d.update(False, 1.02 + i * f, f, suspect=False) for i in range(3)] == [None, None, SpeechDismiss(1.0, 1)]
+
+
+def test_onset_frames_one_makes_an_onset_with_no_suspicion_first():
+    d = OnsetDetector(onset_frames=1)
+    assert d.update(True, 0.5, 0.02) == SpeechOnset(0.5)
+
+
+# ---- the optimistic pause ----
+def test_a_suspicion_pauses_without_reporting_and_a_dismissal_resumes_and_is_counted():
+    mc = speaking()
+    cmds = mc.handle(m.SpeechSuspected(1.00), 1.02)
+    assert types(cmds) == [m.PausePlayback]  # nothing on the wire
+    assert mc.state is m.State.SPEAKING
+    cmds = mc.handle(m.SpeechDismissed(1.00, 2), 1.06)
+    assert types(cmds) == [m.ResumePlayback]
+    assert mc.false_pauses == 1 and abs(mc.false_pause_s - 0.04) < 1e-9
+
+
+def test_a_confirmed_onset_turns_the_pause_into_a_barge_in_at_the_onset_time():
+    mc = speaking()
+    mc.handle(m.SpeechSuspected(1.00), 1.02)
+    cmds = mc.handle(m.SpeechStarted(1.00), 1.06)
+    interrupts = [c for c in cmds if isinstance(c, m.SendInterrupt)]
+    assert len(interrupts) == 1 and interrupts[0].onset_s == 1.00
+    assert mc.state is m.State.PAUSED and mc.false_pauses == 0
+    assert m.ResumePlayback not in types(mc.handle(m.SpeechDismissed(1.5, 1), 1.5))  # a later run: not ours
+
+
+def test_a_suspicion_nobody_settles_is_dropped_after_suspect_max_s():
+    mc = speaking(suspect_max_s=0.3)
+    mc.handle(m.SpeechSuspected(1.0), 1.0)
+    assert m.ResumePlayback not in types(mc.handle(m.Tick(), 1.2))
+    assert m.ResumePlayback in types(mc.handle(m.Tick(), 1.31))
+    assert mc.false_pauses == 1
+
+
+def test_no_optimistic_pause_when_off_idle_or_muted():
+    assert mc_cmds(speaking(optimistic_pause=False)) == []
+    idle = m.Machine(online=True)
+    assert m.PausePlayback not in types(idle.handle(m.SpeechSuspected(0.1), 0.1))
+    muted = speaking()
+    muted.handle(m.MuteSet(True), 0.05)
+    assert m.PausePlayback not in types(muted.handle(m.SpeechSuspected(0.1), 0.1))
+
+
+def mc_cmds(mc: m.Machine) -> list:
+    return [c for c in mc.handle(m.SpeechSuspected(1.0), 1.0) if not isinstance(c, m.Ignored)]
+
+
+def test_an_engine_flush_during_a_suspicion_is_not_undone_by_the_dismissal():
+    mc = speaking()
+    mc.handle(m.SpeechSuspected(1.0), 1.0)
+    mc.handle(m.ControlReceived("flush"), 1.01)
+    assert m.ResumePlayback not in types(mc.handle(m.SpeechDismissed(1.0, 1), 1.04))
+    assert mc.false_pauses == 0
+
+
+# ---- the minimum interruption (the baseline's rule) ----
+def test_min_interruption_waits_for_speech_to_last_and_ignores_short_speech():
+    mc = speaking(min_interruption_s=0.5)
+    assert m.SendInterrupt not in types(mc.handle(m.SpeechStarted(1.0), 1.2))
+    assert m.SendInterrupt not in types(mc.handle(m.Tick(), 1.4))
+    cmds = mc.handle(m.Tick(), 1.51)
+    assert m.PausePlayback in types(cmds)
+    assert [c.onset_s for c in cmds if isinstance(c, m.SendInterrupt)] == [1.0]
+
+    short = speaking(min_interruption_s=0.5)
+    short.handle(m.SpeechStarted(1.0), 1.2)
+    short.handle(m.SpeechPaused(1.3), 1.4)  # "yeah": over before it lasted 0.5 s
+    assert m.SendInterrupt not in types(short.handle(m.Tick(), 1.6))
+    assert short.state is m.State.SPEAKING
+
+
+def test_min_interruption_never_pauses_optimistically():
+    mc = speaking(min_interruption_s=0.5)
+    assert m.PausePlayback not in types(mc.handle(m.SpeechSuspected(1.0), 1.0))
+
+
+# ---- the end of a turn ----
+def listening_capture(**settings) -> tuple[m.Machine, str]:
+    mc = m.Machine(settings=m.MachineSettings(asr=True, **settings), online=True)
+    mc.handle(m.TalkPressed(0.0), 0.0)
+    cmds = mc.handle(m.SpeechStarted(0.5), 0.5)
+    start = [c for c in cmds if isinstance(c, m.StartCapture)]
+    if start:
+        return mc, start[0].utterance_id
+    assert mc.capture is not None
+    return mc, mc.capture
+
+
+def finished(cmds) -> bool:
+    return m.FinishCapture in types(cmds)
+
+
+def test_a_pause_asks_for_a_quick_transcript_and_complete_words_end_the_turn_soon():
+    mc, uid = listening_capture()
+    cmds = mc.handle(m.SpeechPaused(2.0), 2.1)
+    assert [c for c in cmds if isinstance(c, m.QuickTranscript)] == [m.QuickTranscript(uid)]
+    sent = mc.handle(m.AsrPartial(uid, "What causes the tides?", audio_ms=2100.0, quick=True), 2.15)
+    assert any(isinstance(c, m.SendUtterance) and not c.final for c in sent)  # the engine may act on it
+    assert not finished(mc.handle(m.Tick(), 2.2))
+    assert finished(mc.handle(m.Tick(), 2.26))  # eot_complete_silence_s = 0.25 after the speech's end
+
+
+def test_unfinished_words_wait_for_the_long_silence():
+    mc, uid = listening_capture()
+    mc.handle(m.SpeechPaused(2.0), 2.1)
+    mc.handle(m.AsrPartial(uid, "Tell me about the", audio_ms=2100.0, quick=True), 2.15)
+    assert not finished(mc.handle(m.Tick(), 2.8))  # past the ordinary 0.7 s: the user is thinking
+    assert not finished(mc.handle(m.Tick(), 3.5))
+    assert finished(mc.handle(m.Tick(), 3.61))
+
+
+def test_speech_again_clears_the_judgement_and_a_stale_transcript_does_not_count():
+    mc, uid = listening_capture()
+    mc.handle(m.SpeechPaused(2.0), 2.1)
+    mc.handle(m.SpeechResumed(2.4), 2.4)
+    mc.handle(m.SpeechPaused(3.0), 3.1)
+    # the answer to the first pause (audio up to 2.0 s) arrives after the second pause began
+    mc.handle(m.AsrPartial(uid, "What causes the tides?", audio_ms=2100.0, quick=True), 3.12)
+    assert mc._eot is None
+    assert not finished(mc.handle(m.Tick(), 3.3))
+    assert finished(mc.handle(m.Tick(), 3.71))  # the ordinary silence
+
+
+def test_without_semantic_eot_the_silence_alone_ends_the_turn():
+    mc, uid = listening_capture(semantic_eot=False, end_silence_s=0.8)
+    cmds = mc.handle(m.SpeechPaused(2.0), 2.1)
+    assert m.QuickTranscript not in types(cmds)
+    mc.handle(m.AsrPartial(uid, "What causes the tides?", audio_ms=2100.0, quick=True), 2.15)
+    assert not finished(mc.handle(m.Tick(), 2.7))
+    assert finished(mc.handle(m.Tick(), 2.81))
