@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from icp import commands as C
 from icp import events as E
 from icp.dispositions import Classification
+from icp.engine.partials import is_partial_request
 from icp.machine import EngineSettings, Session
 from icp.messages import Cursor, PlaybackEvent
 from icp.strategies import Strategy, strategy
@@ -51,6 +52,10 @@ class Sim:
     last_received: int = 0  # the device's end of the `prev` chain
     hole: bool = False  # a segment was lost: drop until the next flush
     lose_next: int = 0  # test hook: this many of the next segments vanish on the way
+    # A partial's classify request (issue 12) is answered only by this (callable(ClassifyRequest) ->
+    # Classification or None: no answer); the scripted `classify` is for finals.
+    classify_partial: object = None
+    partial_answers: list[tuple[str, Classification]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         strat: Strategy = strategy(self.strategy_name)
@@ -99,6 +104,10 @@ class Sim:
                 self.playing = None
                 self.paused = False
                 self.last_received, self.hole = 0, False
+        elif isinstance(cmd, C.Classify) and is_partial_request(cmd.request_id):
+            answer = self.classify_partial(cmd.request) if self.classify_partial is not None else None  # type: ignore[operator]
+            if answer is not None:
+                self.partial_answers.append((cmd.request_id, answer))
         elif isinstance(cmd, C.Classify):
             assert self.classify is not None
             result: Classification = self.classify(cmd.request)  # type: ignore[operator]
@@ -117,6 +126,9 @@ class Sim:
     def step(self, dt: float = 0.05) -> None:
         """Advance time: generation chunks, synthesis, playback (20 ms ticks), heartbeats."""
         self.now += dt
+        while self.partial_answers:
+            rid, answer = self.partial_answers.pop(0)
+            self.send(E.Classified(self.now, rid, answer.disposition, answer.confidence, answer.source))
         pending = getattr(self, "pending_classification", None)
         if pending is not None:
             self.pending_classification = None

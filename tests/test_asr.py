@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from device.asr import ASRSettings, Final, NotStarted, VoskASR, WhisperASR, create_asr
+from device.asr import ASRSettings, Final, NotStarted, VoskASR, WhisperASR, WhisperSettings, create_asr
 from device.models import ModelNotFound, ModelSettings, vosk_model_path
 from tests.audio_fixtures import concat, frames, have_espeak, silence, speech
 
@@ -43,8 +43,24 @@ def whisper() -> WhisperASR:
     return WhisperASR()
 
 
+@pytest.fixture(scope="module")
+def whisper_window() -> WhisperASR:
+    return WhisperASR(WhisperSettings(final_pass="window"))
+
+
 @needs_espeak
-def test_whisper_transcribes_english_with_word_timings(whisper):
+def test_the_short_final_pass_gets_the_words_without_timings(whisper):
+    pcm = speech("what is the weather tomorrow")
+    whisper.start()
+    whisper.feed(pcm)
+    final = whisper.finish()
+    assert norm(final.text) == "what is the weather tomorrow"
+    assert final.words == ()  # the short pass has no word timestamps (the engine does not use them)
+
+
+@needs_espeak
+def test_whisper_transcribes_english_with_word_timings(whisper_window):
+    whisper = whisper_window  # faster-whisper's own 30 s pass: word timestamps
     pcm = speech("what is the weather tomorrow")
     whisper.start()
     whisper.feed(pcm[:8000])  # below the first partial point: no re-transcription here

@@ -66,6 +66,11 @@ class WhisperSettings:
     min_partial_audio_s: float = 0.5  # no full-pass partial before this much audio
     max_partial_audio_s: float = 10.0  # no partials past this much audio (each costs more); final covers all
     beam_size: int = 5  # for the final pass; partials are greedy
+    # The final pass: "short" decodes (beam search) a mel as long as the audio, like `quick()`, in
+    # ~100-200 ms; "window" is faster-whisper's own pass over a 30 s window with word timestamps
+    # (~400-700 ms on 2 cores). The engine does not use the user's word timings; the answer waits
+    # for this pass, so it is on the path of every reply.
+    final_pass: str = "short"
     vad_filter: bool = False  # the device's own VAD already cut the utterance
     silence_peak: int = 64  # int16 peak below which audio is silence: Whisper says "You" to silence
 
@@ -139,7 +144,11 @@ class WhisperASR:
         self._chunks = None
         words: list[WordTiming] = []
         texts: list[str] = []
-        if len(audio) and self._peak >= self.settings.silence_peak:
+        short = self.settings.final_pass == "short" and len(audio) <= self.settings.quick_max_audio_s * SAMPLE_RATE
+        if len(audio) and self._peak >= self.settings.silence_peak and short and self._first_sound is not None:
+            sound_s = (self._samples - self._first_sound) / SAMPLE_RATE
+            texts.append(cut_repeats(self._short_decode(audio, self.settings.beam_size), sound_s))
+        elif len(audio) and self._peak >= self.settings.silence_peak:
             segments, _ = self._model.transcribe(
                 audio, language=self.language, beam_size=self.settings.beam_size, word_timestamps=True,
                 condition_on_previous_text=False, vad_filter=self.settings.vad_filter,
@@ -167,8 +176,9 @@ class WhisperASR:
         sound_s = (self._samples - self._first_sound) / SAMPLE_RATE
         return Partial(text=cut_repeats(self._short_decode(audio), sound_s), audio_ms=audio_ms)
 
-    def _short_decode(self, audio: np.ndarray) -> str:
-        """Greedy decode of a mel as long as the audio plus `quick_pad_s` (not faster-whisper's 30 s)."""
+    def _short_decode(self, audio: np.ndarray, beam_size: int = 1) -> str:
+        """Decode of a mel as long as the audio plus `quick_pad_s` (not faster-whisper's 30 s); greedy
+        for partials, beam search for the final."""
         import ctranslate2
 
         s = self.settings
@@ -179,7 +189,7 @@ class WhisperASR:
         mel = ctranslate2.StorageView.from_array(np.ascontiguousarray(feats[None].astype(np.float32)))
         prompt = [*tk.sot_sequence, tk.no_timestamps]
         budget = len(prompt) + s.quick_tokens_min + int(s.quick_tokens_per_s * len(audio) / SAMPLE_RATE)
-        result = self._model.model.generate(mel, [prompt], beam_size=1, max_length=budget,
+        result = self._model.model.generate(mel, [prompt], beam_size=beam_size, max_length=budget,
                                             repetition_penalty=s.quick_repetition_penalty)
         return tk.decode([t for t in result[0].sequences_ids[0] if t < tk.eot]).strip()
 

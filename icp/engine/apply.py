@@ -13,6 +13,7 @@ from icp import commands as C
 from icp.classifier import is_bare_stop
 from icp.conversation import AssistantItem, Thread, ThreadStatus
 from icp.dispositions import Disposition
+from icp.engine.core import normalise
 from icp.engine.pipeline import Pipeline
 from icp.engine.settings import Undo
 from icp.engine.table import Deadline, State, Step
@@ -33,6 +34,25 @@ class Apply(Pipeline):
         self.classify_id = None
         self.utterance_hint = None
         self.awaiting_yes = False
+        self.partial = None  # the utterance is decided: a partial's answer still on its way is stale
+        d = self._decide(classified, applied, speaking, text)
+        if d in (D.BRANCH, D.NEW, D.DROP):
+            self._close_undo()  # the user moved on: what was cancelled is gone (see `Undo`)
+        self._emit(C.DispositionApplied(utterance_id, text, classified, d, confidence, source))
+        spec, self.speculation = self.speculation, None
+        if spec is not None and (spec.utterance, spec.key, spec.disposition) == (utterance_id, normalise(text), d.value):
+            self.adopting = spec  # `_new_generation` reuses it (or cancels it if the request differs)
+        elif spec is not None:
+            self._emit(C.CancelGeneration(spec.generation))
+        DISPOSITIONS[d](self, text)
+        if self.adopting is not None:  # the disposition started no reply after all
+            self._emit(C.CancelGeneration(self.adopting.generation))
+            self.adopting = None
+        self._persist()
+
+    def _decide(self, classified: Disposition, applied: Disposition | None, speaking: bool, text: str) -> Disposition:
+        """What is done: the strategy's mapping of what was said, fitted to the moment (pure; the
+        speculation asks it too, so that a partial's disposition is compared like for like)."""
         d = applied or self.strategy.apply(classified, speaking)
         undoing = d is D.RESUME and self.undo is not None  # "go back" undoes even over a reply
         if not undoing:
@@ -41,11 +61,7 @@ class Apply(Pipeline):
             d = D.DROP if is_bare_stop(text) else D.NEW
         if d is D.RESUME and not undoing and self.conv.nearest_held(self.active_thread) is None:
             d = D.NEW
-        if d in (D.BRANCH, D.NEW, D.DROP):
-            self._close_undo()  # the user moved on: what was cancelled is gone (see `Undo`)
-        self._emit(C.DispositionApplied(utterance_id, text, classified, d, confidence, source))
-        DISPOSITIONS[d](self, text)
-        self._persist()
+        return d
 
     # -- undo -------------------------------------------------------------------------------------
     def _undo_allowed(self) -> bool:

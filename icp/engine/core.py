@@ -9,6 +9,7 @@ conversation in one step, and splitting the state would only hide that.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+import re
 from typing import Any
 
 from icp import commands as C
@@ -16,7 +17,7 @@ from icp import events as E
 from icp.context import build_messages
 from icp.conversation import AssistantItem, Conversation
 from icp.dispositions import Hint
-from icp.engine.settings import EngineSettings, Generation, PendingSegment, Undo
+from icp.engine.settings import EngineSettings, Generation, PartialRequest, PendingSegment, Speculation, Undo
 from icp.engine.table import TABLE, Deadline, Previous, State, Trigger, trigger_name
 from icp.strategies import Icp, Strategy
 
@@ -48,6 +49,16 @@ class SessionCore:
     before_offline: State = State.IDLE
     awaiting_yes: bool = False
     undo: Undo | None = None  # a CANCEL/MODIFY that "go back" can still undo (`apply`)
+    # Acting on partials (`icp/engine/partials.py`): the latest partial sent to the classifier, the
+    # utterance resumed by an early ABSORB until its final, that final's classification, and the
+    # answer generated from a partial (at most one; `adopting`: the one the disposition now applies).
+    partial: PartialRequest | None = None
+    partial_seq: int = 0
+    provisional: str | None = None
+    late_id: str | None = None
+    late_text: str = ""
+    speculation: Speculation | None = None
+    adopting: Speculation | None = None
     now: float = 0.0  # the latest time an event brought
     _out: list[C.Command] = field(default_factory=list)
 
@@ -90,10 +101,40 @@ class SessionCore:
 
     # -- generations ------------------------------------------------------------------------------
     def _new_generation(self, item: AssistantItem, max_tokens: int | None = None) -> None:
+        messages = tuple(build_messages(self.conv, self.strategy, self.settings.system_prompt, exclude_item=item.id))
+        if self._adopt(item, messages):
+            return
         gen = Generation(self.conv.new_id("g"), item.id)
         self.generations[gen.id] = gen
-        messages = build_messages(self.conv, self.strategy, self.settings.system_prompt, exclude_item=item.id)
-        self._emit(C.StartGeneration(gen.id, tuple(messages), max_tokens or self.settings.max_tokens))
+        self._emit(C.StartGeneration(gen.id, messages, max_tokens or self.settings.max_tokens))
+
+    def _adopt(self, item: AssistantItem, messages: tuple[dict[str, str], ...]) -> bool:
+        """Reuse the speculative generation being adopted (`partials`) for `item`, if it was asked
+        exactly this (the same context; the same user words but for case and punctuation). Its
+        text so far becomes the item's, and from here on it is an ordinary generation."""
+        spec, self.adopting = self.adopting, None
+        if spec is None:
+            return False
+        if spec.failed or not same_request(spec.messages, messages):
+            self._emit(C.CancelGeneration(spec.generation))
+            return False
+        item.text = spec.text
+        if spec.finished:
+            item.complete = True
+            if not item.words:
+                item.text = self.settings.failure_phrase
+        else:
+            self.generations[spec.generation] = Generation(spec.generation, item.id)
+        self._segment(item)
+        return True
+
+    def _segment(self, item: AssistantItem) -> None:  # pragma: no cover - `Pipeline` defines it
+        raise NotImplementedError
+
+    def _cancel_speculation(self) -> None:
+        spec, self.speculation = self.speculation, None
+        if spec is not None:
+            self._emit(C.CancelGeneration(spec.generation))
 
     def _generation_for(self, item_id: str) -> Generation | None:
         return next((g for g in self.generations.values() if g.item == item_id), None)
@@ -112,3 +153,22 @@ class SessionCore:
         for gen in list(self.generations.values()):
             if self.conv.item(gen.item).thread == thread_id:
                 self._cancel_generation(gen.item)
+
+
+def normalise(text: str) -> str:
+    """What must match for a final to adopt a partial's answer: the words, not case or punctuation."""
+    return re.sub(r"[\W_]+", "", text.casefold())
+
+
+def same_request(a: tuple[dict[str, str], ...], b: tuple[dict[str, str], ...]) -> bool:
+    """The same LLM request but for the last user message's case and punctuation."""
+    if len(a) != len(b):
+        return False
+    last = max((i for i, m in enumerate(b) if m.get("role") == "user"), default=-1)
+    for i, (x, y) in enumerate(zip(a, b)):
+        if i == last:
+            if x.get("role") != y.get("role") or normalise(x.get("content", "")) != normalise(y.get("content", "")):
+                return False
+        elif x != y:
+            return False
+    return True

@@ -16,14 +16,14 @@ from icp import events as E
 from icp.conversation import AssistantItem, Conversation
 from icp.dispositions import Disposition
 from icp.engine.settings import EngineSettings, Undo
-from icp.engine.speech import Speech
+from icp.engine.partials import Partials
 from icp.engine.table import ACCEPTS, DEADLINE_STATE, Deadline, State, Step
 from icp.strategies import Strategy
 
 S = State
 
 
-class Session(Speech):
+class Session(Partials):
     """One device's engine session. `handle(event)` is the only entry point."""
 
     def handle(self, event: E.Event) -> list[C.Command]:
@@ -53,6 +53,7 @@ class Session(Speech):
     def _on_connected(self, ev: E.DeviceConnected) -> None:
         if ev.new_session:
             self.last_sent = 0  # a new device process starts its segment chain empty
+            self._forget_partials()  # its utterance in progress is gone with it
         if self.state is S.OFFLINE:
             self._step(E.DeviceConnected, publish=False)  # back to where it dropped; published below
         if ev.new_session and self.conv.playing_item() is not None:
@@ -98,6 +99,7 @@ class Session(Speech):
                             "timeout", self.now)
             elif name is Deadline.LISTEN:
                 self._ignore("Tick", "listening timed out without a final utterance")
+                self._forget_partials()
                 self._step(Deadline.LISTEN)
             elif name is Deadline.CLASSIFY:
                 self._classify_fallback("timeout")

@@ -36,6 +36,17 @@ class EngineSettings:
     undo_window_s: float = 20.0
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     segmenter: SegmenterSettings = SegmenterSettings()
+    # Acting on partial utterances (issue 12). `early_absorb`: a partial the classifier calls ABSORB
+    # this confidently resumes the paused reply at once (the final may still revise it). The lexical
+    # rules give backchannels 0.97; the embedding blend gives prefixes such as "so" or "wait" 0.8-0.92,
+    # which should wait for more words. False: wait for the final (the baseline).
+    early_absorb: bool = True
+    early_absorb_confidence: float = 0.95
+    # `speculate`: a partial the classifier calls NEW (idle) or BRANCH/MODIFY (interrupted) this
+    # confidently starts the answer's generation before the final; adopted when the final says the
+    # same words and the same disposition, cancelled otherwise. False: generate after the final.
+    speculate: bool = True
+    speculate_confidence: float = 0.7
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.heard_threshold < 1.0:
@@ -44,6 +55,9 @@ class EngineSettings:
             raise ValueError("lookahead_ms must be positive")
         if self.undo_window_s < 0:
             raise ValueError("undo_window_s must be >= 0")
+        for name in ("early_absorb_confidence", "speculate_confidence"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]")
 
 
 @dataclass
@@ -81,3 +95,29 @@ class Undo:
     item: str  # the item to resume
     word: int  # its first word not fully heard
     expires: float | None = None  # engine time the window closes; None: not counting yet
+
+
+@dataclass
+class PartialRequest:
+    """The latest partial utterance sent to the classifier: only its answer counts (an older one's
+    is stale), and only while its utterance is still undecided."""
+
+    id: str  # the classify request id (`<utterance>~p<n>`: never an utterance id)
+    utterance: str
+    text: str
+    speaking: bool
+
+
+@dataclass
+class Speculation:
+    """An answer generated from a partial before the final: its text is buffered here, never in the
+    conversation and never sent, until the final adopts it (same words, same disposition) or not."""
+
+    generation: str  # the LLM request's id (not in `generations`: nothing of it is in the tree)
+    utterance: str
+    key: str  # the partial's normalised text (`normalise`)
+    disposition: str  # the disposition it was started for (a `Disposition` value)
+    messages: tuple[dict[str, str], ...]  # the request it was started with
+    text: str = ""
+    finished: bool = False
+    failed: bool = False

@@ -38,6 +38,8 @@ class Step(StrEnum):
     STOPPED = "stopped"  # bare CANCEL, DROP: nothing to say
     ABSORBED_PLAYING = "ABSORB, audio queued"  # the device resumes what it paused
     ABSORBED_WAITING = "ABSORB, nothing queued yet"
+    ABSORBED_EARLY = "ABSORB from a partial, audio queued"  # resumed before the final (provisional)
+    DECIDED_LATE = "the final revises an early ABSORB"  # pause now, then apply as if interrupted
     AUDIO_SENT = "first segment sent"
     REPLY_DONE = "reply fully heard"
 
@@ -91,15 +93,15 @@ TABLE: dict[State, dict[Trigger, Target]] = {
     ),
     S.THINKING: _row(
         (E.UtterancePartial, S.INTERRUPTED), (E.UtteranceFinal, S.INTERRUPTED), (E.InterruptReported, S.INTERRUPTED),
-        (Step.AUDIO_SENT, S.SPEAKING), (Step.REPLY_DONE, S.IDLE),
+        (Step.AUDIO_SENT, S.SPEAKING), (Step.REPLY_DONE, S.IDLE), (Step.DECIDED_LATE, S.INTERRUPTED),
     ),
     S.SPEAKING: _row(
         (E.UtterancePartial, S.INTERRUPTED), (E.UtteranceFinal, S.INTERRUPTED), (E.InterruptReported, S.INTERRUPTED),
-        (Step.REPLY_DONE, S.IDLE),
+        (Step.REPLY_DONE, S.IDLE), (Step.DECIDED_LATE, S.INTERRUPTED),
     ),
     S.INTERRUPTED: _row(
         (Step.CLASSIFY, S.CLASSIFYING), (Step.REPLY, S.THINKING), (Step.STOPPED, S.IDLE),
-        (Step.ABSORBED_PLAYING, S.SPEAKING), (Step.ABSORBED_WAITING, S.THINKING),
+        (Step.ABSORBED_PLAYING, S.SPEAKING), (Step.ABSORBED_WAITING, S.THINKING), (Step.ABSORBED_EARLY, S.SPEAKING),
     ),
 }
 for _state in _LIVE:
@@ -128,14 +130,17 @@ ALWAYS: tuple[type[E.Event], ...] = (
     E.SegmentSynthesised, E.SynthesisFailed, E.SegmentNotSent, E.Tick,
 )
 SPEECH: tuple[type[E.Event], ...] = (E.UtterancePartial, E.UtteranceFinal)
+# The classifier answers in every live state: a partial's answer (early ABSORB, speculation) comes
+# while listening or interrupted, a provisionally absorbed final's while speaking; stale ones are ignored.
+ANSWERS: tuple[type[E.Event], ...] = (E.DeviceDisconnected, E.Classified, E.ClassifyFailed)
 ACCEPTS: dict[State, frozenset[type[E.Event]]] = {
     S.OFFLINE: frozenset(ALWAYS),
-    S.IDLE: frozenset(ALWAYS + SPEECH + (E.DeviceDisconnected, E.WakeDetected)),
-    S.LISTENING: frozenset(ALWAYS + SPEECH + (E.DeviceDisconnected, E.WakeDetected)),
-    S.THINKING: frozenset(ALWAYS + SPEECH + (E.DeviceDisconnected, E.InterruptReported)),
-    S.SPEAKING: frozenset(ALWAYS + SPEECH + (E.DeviceDisconnected, E.InterruptReported)),
-    S.INTERRUPTED: frozenset(ALWAYS + SPEECH + (E.DeviceDisconnected, E.InterruptReported)),
-    S.CLASSIFYING: frozenset(ALWAYS + (E.DeviceDisconnected, E.Classified, E.ClassifyFailed, E.UtterancePartial)),
+    S.IDLE: frozenset(ALWAYS + SPEECH + ANSWERS + (E.WakeDetected,)),
+    S.LISTENING: frozenset(ALWAYS + SPEECH + ANSWERS + (E.WakeDetected,)),
+    S.THINKING: frozenset(ALWAYS + SPEECH + ANSWERS + (E.InterruptReported,)),
+    S.SPEAKING: frozenset(ALWAYS + SPEECH + ANSWERS + (E.InterruptReported,)),
+    S.INTERRUPTED: frozenset(ALWAYS + SPEECH + ANSWERS + (E.InterruptReported,)),
+    S.CLASSIFYING: frozenset(ALWAYS + ANSWERS + (E.UtterancePartial,)),
 }
 
 

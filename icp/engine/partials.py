@@ -1,0 +1,235 @@
+"""Acting on partial utterances (issue 12): early ABSORB and speculative generation.
+
+The device sends the whole hypothesis so far as a partial `utterance` long before the final (which
+waits for the end-of-turn silence and the recogniser). Two things are decided from a partial:
+
+- **Early ABSORB.** While interrupted, a partial the classifier calls ABSORB confidently enough
+  (`early_absorb_confidence`; never under a CANCEL hint) resumes the paused reply at once
+  (`Step.ABSORBED_EARLY`): a backchannel costs a short gap instead of the final's second or so. The
+  utterance is *provisionally* absorbed: its final is still classified, without pausing; ABSORB then
+  changes nothing, anything else pauses the device and is applied as if decided late
+  (`Step.DECIDED_LATE`), from the heard cursor at that moment (the words played meanwhile were heard).
+- **Speculation.** A partial the classifier calls NEW (idle) or BRANCH/MODIFY (interrupted)
+  confidently enough (`speculate_confidence`) starts that answer's LLM request at once, built exactly
+  as applying the disposition would build it (on a copy of the session), while nothing is added to
+  the conversation and nothing is sent to the device: its text waits in a `Speculation`. The final
+  adopts it when its words (`normalise`) and its disposition are the same and the request it would
+  make is the same (`core.same_request`); otherwise the speculation is cancelled and never seen.
+
+Partial classifications use request ids `<utterance>~p<n>` (never an utterance id); only the latest
+partial's answer counts, and none once the utterance is decided.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from icp import commands as C
+from icp import events as E
+from icp.dispositions import ClassifyRequest, Disposition, Hint
+from icp.engine.core import normalise
+from icp.engine.settings import PartialRequest, Speculation
+from icp.engine.speech import AFFIRMATIVE, Speech
+from icp.engine.table import Deadline, State, Step
+from icp.messages.playback import Action
+
+S = State
+D = Disposition
+PARTIAL_MARK = "~p"  # in a partial's classify request id
+SPECULATIVE = {True: (D.BRANCH, D.MODIFY), False: (D.NEW,)}  # by `speaking`: what starts an answer
+
+
+def is_partial_request(request_id: str) -> bool:
+    return PARTIAL_MARK in request_id
+
+
+class Partials(Speech):
+    # -- partials in --------------------------------------------------------------------------------
+    def _on_partial(self, ev: E.UtterancePartial) -> None:
+        if ev.utterance_id == self.provisional:
+            # Already resumed on an earlier partial: the final decides (no second pause).
+            if ev.hint is not None:
+                self.utterance_hint = ev.hint
+            return
+        spec = self.speculation
+        if spec is not None and (spec.utterance, spec.key) != (ev.utterance_id, normalise(ev.text)):
+            self._cancel_speculation()  # newer words: that answer was for something else
+        super()._on_partial(ev)
+        self._classify_partial(ev)
+
+    def _classify_partial(self, ev: E.UtterancePartial) -> None:
+        text, hint = ev.text.strip(), self.utterance_hint
+        if not text or hint is Hint.CANCEL:
+            return
+        if self.state is S.INTERRUPTED and ev.utterance_id == self.utterance_id:
+            speaking = True
+            if not (self.settings.early_absorb or self.settings.speculate):
+                return
+        elif self.state in (S.IDLE, S.LISTENING):
+            speaking = False
+            if not self.settings.speculate or (self.awaiting_yes and AFFIRMATIVE.match(text)):
+                return
+        else:
+            return
+        if self._is_undo(text, speaking):
+            return  # decided from the final's words alone (`Speech._on_final`)
+        if self.partial is not None and (self.partial.utterance, self.partial.text) == (ev.utterance_id, text):
+            return  # the same words are being (or were) classified
+        self.partial_seq += 1
+        request_id = f"{ev.utterance_id}{PARTIAL_MARK}{self.partial_seq}"
+        self.partial = PartialRequest(request_id, ev.utterance_id, text, speaking)
+        self._emit(C.Classify(request_id, ClassifyRequest(text, self._last_heard_sentence(), speaking, hint)))
+
+    def _on_interrupt(self, ev: E.InterruptReported) -> None:
+        if ev.utterance_id == self.provisional:  # a late or repeated report of the absorbed speech
+            if ev.cursor is not None:
+                self.conv.apply_cursor(ev.cursor.segment, ev.cursor.sample, self.settings.heard_threshold)
+            return
+        super()._on_interrupt(ev)
+
+    # -- the classifier's answers ---------------------------------------------------------------
+    def _on_classified(self, ev: E.Classified) -> None:
+        if is_partial_request(ev.request_id):
+            self._on_partial_classified(ev)
+        elif self.late_id is not None and ev.request_id == self.late_id:
+            self._on_late_classified(ev)
+        elif self.state is not S.CLASSIFYING:
+            self._ignore(ev, f"stale classification for {ev.request_id!r}")
+        else:
+            super()._on_classified(ev)
+
+    def _on_classify_failed(self, ev: E.ClassifyFailed) -> None:
+        if is_partial_request(ev.request_id):
+            self._ignore(ev, f"partial not classified ({ev.error}); the final decides")
+        elif self.late_id is not None and ev.request_id == self.late_id:
+            self._ignore(ev, f"classifier failed ({ev.error}); the early ABSORB stands")
+            self._late_absorb(ev.request_id, self.late_text, D.ABSORB, 0.0, "failed")
+        else:
+            super()._on_classify_failed(ev)
+
+    def _on_partial_classified(self, ev: E.Classified) -> None:
+        req = self.partial
+        if req is None or ev.request_id != req.id:
+            self._ignore(ev, f"stale partial classification for {ev.request_id!r}")
+            return
+        if req.speaking and (self.state is not S.INTERRUPTED or self.utterance_id != req.utterance):
+            self._ignore(ev, f"partial classification for {ev.request_id!r} after the interruption")
+            return
+        if not req.speaking and self.state not in (S.IDLE, S.LISTENING):
+            self._ignore(ev, f"partial classification for {ev.request_id!r} after the utterance")
+            return
+        d = self._decide(ev.disposition, None, req.speaking, req.text)
+        if (d is D.ABSORB and req.speaking and self.settings.early_absorb
+                and ev.confidence >= self.settings.early_absorb_confidence and self.utterance_hint is not Hint.CANCEL):
+            self._absorb_early(req)
+        elif d in SPECULATIVE[req.speaking] and self.settings.speculate and ev.confidence >= self.settings.speculate_confidence:
+            self._speculate(req, d)
+
+    # -- early ABSORB ---------------------------------------------------------------------------
+    def _absorb_early(self, req: PartialRequest) -> None:
+        self._cancel_speculation()
+        self.provisional = req.utterance
+        self.deadlines.pop(Deadline.INTERRUPT, None)
+        self._emit(C.DeviceControl(Action.RESUME, "ABSORB (partial)", D.ABSORB))
+        self._step(Step.ABSORBED_EARLY if self.conv.playing_item() or self.ready else Step.ABSORBED_WAITING)
+
+    def _on_final(self, ev: E.UtteranceFinal) -> None:
+        self.partial = None  # the final's own classification decides from here
+        if self.provisional is not None and ev.utterance_id == self.provisional:
+            self._final_after_early_absorb(ev)
+            return
+        self.provisional = None
+        spec = self.speculation
+        if spec is not None and (spec.utterance, spec.key) != (ev.utterance_id, normalise(ev.text)):
+            self._cancel_speculation()
+        super()._on_final(ev)  # every way it decides goes through `_apply`, which adopts or cancels
+
+    def _final_after_early_absorb(self, ev: E.UtteranceFinal) -> None:
+        """The final of an utterance resumed on a partial: classified without pausing first."""
+        uid, text, hint = ev.utterance_id, ev.text.strip(), ev.hint or self.utterance_hint
+        self.provisional = None
+        self.utterance_hint = None
+        if self.state not in (S.THINKING, S.SPEAKING, S.IDLE):
+            self._ignore(ev, "final of an early-absorbed utterance after another one began: the ABSORB stands")
+            return
+        if hint is Hint.CANCEL:
+            self._decide_late(uid, text, D.CANCEL, D.CANCEL, 1.0, "hint")
+        elif not text:
+            self._late_absorb(uid, text, D.ABSORB, 1.0, "empty")
+        else:
+            self.late_id, self.late_text = uid, text
+            self._emit(C.Classify(uid, ClassifyRequest(text, self._last_heard_sentence(), True, hint)))
+
+    def _on_late_classified(self, ev: E.Classified) -> None:
+        self.late_id = None
+        d = self._decide(ev.disposition, None, True, self.late_text)
+        if d is D.ABSORB:
+            self._late_absorb(ev.request_id, self.late_text, ev.disposition, ev.confidence, ev.source)
+        else:
+            self._decide_late(ev.request_id, self.late_text, ev.disposition, d, ev.confidence, ev.source)
+
+    def _late_absorb(self, uid: str, text: str, classified: Disposition, confidence: float, source: str) -> None:
+        """The final confirms the early ABSORB: nothing more to do (no second resume, no gap)."""
+        self.late_id = None
+        self._emit(C.DispositionApplied(uid, text, classified, D.ABSORB, confidence, f"{source}, early"))
+
+    def _decide_late(self, uid: str, text: str, classified: Disposition, d: Disposition, confidence: float,
+                     source: str) -> None:
+        """The final revises the early ABSORB: pause now and apply as if interrupted here."""
+        if self.state in (S.THINKING, S.SPEAKING):
+            self._emit(C.DeviceControl(Action.PAUSE, f"{d.value} decided late"))
+            self._step(Step.DECIDED_LATE)
+            self._apply(uid, text, classified, d, confidence, source, self.now)
+        elif self.state is S.IDLE and d in (D.BRANCH, D.MODIFY):
+            self._apply(uid, text, classified, d, confidence, source, self.now)  # the reply ended: answer it
+        else:
+            self._late_absorb(uid, text, classified, confidence, f"{source}, reply over")
+
+    # -- speculation ----------------------------------------------------------------------------
+    def _speculate(self, req: PartialRequest, d: Disposition) -> None:
+        key = normalise(req.text)
+        if self.speculation is not None:
+            if (self.speculation.utterance, self.speculation.key) == (req.utterance, key):
+                return
+            self._cancel_speculation()
+        messages = self._speculative_request(req, d)
+        if messages is None:
+            return
+        spec = Speculation(f"g{req.id}", req.utterance, key, d.value, messages)
+        self.speculation = spec
+        self._emit(C.StartGeneration(spec.generation, messages, self.settings.max_tokens))
+
+    def _speculative_request(self, req: PartialRequest, d: Disposition) -> tuple[dict[str, str], ...] | None:
+        """The LLM request applying `d` to the partial's words would make, from a throwaway copy of
+        the session: the same code builds it, and the real session is not touched."""
+        shadow = copy.deepcopy(self)
+        shadow._out, shadow.speculation, shadow.adopting, shadow.partial = [], None, None, None
+        shadow._apply(req.utterance, req.text, d, d, 1.0, "speculation", self.now)
+        starts = [c for c in shadow._out if isinstance(c, C.StartGeneration)]
+        return starts[0].messages if len(starts) == 1 else None
+
+    def _on_generation_text(self, ev: E.GenerationText) -> None:
+        spec = self.speculation
+        if spec is not None and ev.generation_id == spec.generation:
+            spec.text += ev.text
+            return
+        super()._on_generation_text(ev)
+
+    def _on_generation_finished(self, ev: E.GenerationFinished) -> None:
+        spec = self.speculation
+        if spec is not None and ev.generation_id == spec.generation:
+            spec.finished = True
+            return
+        super()._on_generation_finished(ev)
+
+    def _on_generation_failed(self, ev: E.GenerationFailed) -> None:
+        spec = self.speculation
+        if spec is not None and ev.generation_id == spec.generation:
+            spec.failed = True
+            return
+        super()._on_generation_failed(ev)
+
+    def _forget_partials(self) -> None:
+        """The utterance in progress is gone (a restarted device, a listen timeout)."""
+        self._cancel_speculation()
+        self.partial, self.provisional, self.late_id = None, None, None

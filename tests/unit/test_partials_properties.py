@@ -1,0 +1,171 @@
+"""Property test of acting on partials (issue 12): random interleavings of partials, finals,
+classifier answers (stale, unconfident, contradicting the final), generation text and playback.
+
+Every LLM reply here starts with a word unique to its request, so its text can be traced. Invariants:
+the text of a speculation the final did not adopt (same utterance, same words) never reaches the
+speaker, the conversation or any LLM request; every ordinary request holds exactly the heard words
+(the invariant of test_machine_properties); the machine keeps to its table.
+"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from evaluation.coresim import Sim
+from icp import commands as C
+from icp import events as E
+from icp.conversation import AssistantItem
+from icp.dispositions import Classification, Disposition
+from icp.engine.core import normalise
+from icp.engine.partials import PARTIAL_MARK, is_partial_request
+from icp.machine import TRANSITIONS, AutoResume, EngineSettings, State
+from tests.unit.test_machine_properties import REPLIES, check_context
+
+SENTENCES = ["explain transformers", "what is attention", "uh huh", "yeah", "no I meant something else",
+             "tell me a joke", "stop", "okay go back", ""]
+# What starts an answer first: hypothesis tries the first values most.
+D = [Disposition.BRANCH, Disposition.NEW, Disposition.MODIFY, Disposition.ABSORB, Disposition.CANCEL,
+     Disposition.RESUME, Disposition.DROP]
+
+
+class TaggedSim(Sim):
+    """Each generation's text starts with `tag<n>`, n its request's number."""
+
+    def carry_out(self, cmd: C.Command) -> None:
+        super().carry_out(cmd)
+        if isinstance(cmd, C.StartGeneration):
+            tag = f"tag{len(self.llm_requests)} "
+            self.tags[cmd.generation_id] = tag.strip()
+            self.gens[cmd.generation_id] = [tag] + self.gens[cmd.generation_id]
+
+
+# a whole turn: interrupt if the agent talks, a partial, time, then the final (the same words or not)
+TURN = st.tuples(st.just("turn"), st.integers(0, len(SENTENCES) - 1), st.integers(1, 4), st.integers(1, 8),
+                 st.integers(0, len(SENTENCES) - 1), st.booleans())
+ACTION = st.one_of(
+    TURN, TURN, TURN,
+    st.tuples(st.just("step"), st.integers(1, 30)),
+    st.tuples(st.just("interrupt")),
+    st.tuples(st.just("partial"), st.integers(0, len(SENTENCES) - 1), st.integers(1, 4)),
+    st.tuples(st.just("final"), st.integers(0, len(SENTENCES) - 1), st.booleans()),
+    st.tuples(st.just("new_utterance")),
+    st.tuples(st.just("wake")),
+    st.tuples(st.just("stale_partial_answer"), st.sampled_from(D)),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(ACTION, min_size=1, max_size=30),
+       st.lists(st.tuples(st.sampled_from(D[:5]), st.sampled_from([0.97, 0.8, 0.5])), min_size=1, max_size=8),
+       st.lists(st.sampled_from(D), min_size=1, max_size=8))
+def test_no_unadopted_speculation_is_ever_seen(actions, partial_answers, final_answers):
+    check_run(actions, partial_answers, final_answers)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(TURN | st.tuples(st.just("step"), st.integers(1, 30)), min_size=1, max_size=12),
+       st.lists(st.sampled_from(D), min_size=1, max_size=8))
+def test_confident_partials_every_turn(actions, final_answers):
+    """Every partial starts an answer (BRANCH while interrupted, NEW while idle): many speculations,
+    adopted or not by finals that say the same words or others, classified alike or not."""
+    check_run(actions, [(Disposition.BRANCH, 0.97), (Disposition.NEW, 0.97), (Disposition.MODIFY, 0.97)],
+              final_answers)
+
+
+def check_run(actions, partial_answers, final_answers) -> None:
+    finals = [Disposition.NEW, *final_answers]  # the first request starts a reply
+    answers = list(partial_answers)
+    sim = TaggedSim(dict(REPLIES), lambda req: Classification(finals.pop(0) if finals else Disposition.NEW, 0.9),
+                    settings=EngineSettings(auto_resume=AutoResume.AUTO, auto_resume_delay_s=1.0))
+    sim.tags = {}
+    sim.classify_partial = lambda req: Classification(*answers[len(sim.log) % len(answers)])
+    checked: list[str] = []
+
+    def check(messages: list[dict[str, str]]) -> None:
+        checked.append("x")
+        if not is_partial_request(sim.last_gen):
+            check_context(sim, messages)
+
+    original = sim.carry_out
+
+    def carry_out(cmd: C.Command) -> None:
+        if isinstance(cmd, C.StartGeneration):
+            sim.last_gen = cmd.generation_id
+        original(cmd)
+
+    sim.carry_out = carry_out  # type: ignore[method-assign]
+    sim.on_generation = check
+    finals_said: dict[str, str] = {}  # utterance -> its final's words
+    partial_words: dict[str, str] = {}  # speculative generation -> the partial's words
+    uid, n = "u0", 0
+    sim.classify_partial, keep = None, sim.classify_partial
+    sim.say("explain transformers")
+    sim.classify_partial = keep
+    for action in actions:
+        kind = action[0]
+        if kind == "step":
+            for _ in range(action[1]):
+                sim.step()
+        elif kind == "turn":
+            n += 1
+            uid = f"u{n}"
+            if sim.session.state in (State.THINKING, State.SPEAKING):
+                sim.paused = True
+                sim.send(E.InterruptReported(sim.now, uid, sim.cursor()))
+            else:
+                sim.send(E.WakeDetected(sim.now))
+            sim.send(E.UtterancePartial(sim.now, uid, " ".join(SENTENCES[action[1]].split()[: action[2]])))
+            for _ in range(action[3]):
+                sim.step()
+            text = SENTENCES[action[1] if action[5] else action[4]]
+            finals_said.setdefault(uid, text)
+            sim.send(E.UtteranceFinal(sim.now, uid, text))
+            n += 1
+            uid = f"u{n}"
+        elif kind == "interrupt" and sim.session.state in (State.THINKING, State.SPEAKING):
+            n += 1
+            uid = f"u{n}"
+            sim.paused = True
+            sim.send(E.InterruptReported(sim.now, uid, sim.cursor()))
+        elif kind == "partial":
+            words = SENTENCES[action[1]].split()[: action[2]]
+            sim.send(E.UtterancePartial(sim.now, uid, " ".join(words)))
+        elif kind == "final":
+            text = SENTENCES[action[1]]
+            text = text.capitalize() + "." if action[2] and text else text
+            finals_said.setdefault(uid, text)
+            sim.send(E.UtteranceFinal(sim.now, uid, text))
+            n += 1
+            uid = f"u{n}"
+        elif kind == "new_utterance":
+            n += 1
+            uid = f"u{n}"
+        elif kind == "wake":
+            sim.send(E.WakeDetected(sim.now))
+        elif kind == "stale_partial_answer":
+            sim.send(E.Classified(sim.now, f"{uid}{PARTIAL_MARK}0", action[1], 0.99))
+        for cmd in sim.log:
+            if isinstance(cmd, C.StartGeneration) and is_partial_request(cmd.generation_id):
+                partial_words.setdefault(cmd.generation_id, cmd.messages[-1]["content"])
+    for _ in range(100):
+        sim.step()
+
+    def adoptable(gid: str) -> bool:
+        utterance = gid[1:].split(PARTIAL_MARK)[0]
+        return utterance in finals_said and normalise(finals_said[utterance]) == normalise(partial_words[gid])
+
+    spoken = " ".join(c.segment.text for c in sim.log if isinstance(c, C.SendSegment))
+    requests = " ".join(m["content"] for r in sim.llm_requests for m in r)
+    tree = " ".join(e.text for e in sim.session.conv.log if isinstance(e, AssistantItem))
+    event(f"speculations: {min(len(partial_words), 2)}")
+    event(f"adopted: {any(sim.tags[g] in tree for g in partial_words)}")
+    event(f"early absorb: {any(isinstance(c, C.DeviceControl) and c.reason == 'ABSORB (partial)' for c in sim.log)}")
+    for gid in partial_words:
+        tag = sim.tags[gid]
+        if not adoptable(gid):
+            assert f"{tag} " not in f"{spoken} " and f"{tag} " not in f"{requests} " and f"{tag} " not in f"{tree} "
+    for cmd in sim.log:
+        if isinstance(cmd, C.Transition):
+            assert (State(cmd.before), State(cmd.after)) in TRANSITIONS
+    assert checked
