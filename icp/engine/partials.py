@@ -15,6 +15,17 @@ waits for the end-of-turn silence and the recogniser). Two things are decided fr
   the conversation and nothing is sent to the device: its text waits in a `Speculation`. The final
   adopts it when its words (`normalise`) and its disposition are the same and the request it would
   make is the same (`core.same_request`); otherwise the speculation is cancelled and never seen.
+- **Held first segment.** While waiting for the final, the speculation also synthesises its first
+  segment (`speculate_audio`; cut as the reply's first segment would be, and only while nothing of
+  the current reply is being synthesised), held back in `Speculation.held`. Adoption hands it to the
+  pipeline as the reply's first segment (ready: sent in the final's own step; still synthesising:
+  it is the reply's synthesis in flight), cut where it was cut (`_hand_over`); a cancelled
+  speculation's held audio is discarded (`DiscardAudio`). A failed synthesis just drops it (the
+  first segment is synthesised at adoption, as without it). Its id comes from the session's counter when the synthesis starts, so a cancelled speculation
+  leaves a gap in the ids: the device only needs them rising, and its `prev` chain names the segment
+  sent before, not "id - 1". Nothing can be sent while a speculation lives (interrupted or deciding:
+  the pump is stopped; idle or listening: nothing is voiced), so every id sent before it is lower,
+  and a BRANCH or MODIFY that adopts it discards the stopped reply's later ids before it is sent.
 
 Partial classifications use request ids `<utterance>~p<n>` (never an utterance id); only the latest
 partial's answer counts, and none once the utterance is decided.
@@ -27,11 +38,14 @@ import copy
 from icp import commands as C
 from icp import events as E
 from icp.dispositions import ClassifyRequest, Disposition, Hint
+from icp.conversation import AssistantItem
 from icp.engine.core import normalise
-from icp.engine.settings import PartialRequest, Speculation
+from icp.engine.settings import PartialRequest, PendingSegment, Speculation
 from icp.engine.speech import AFFIRMATIVE, Speech
 from icp.engine.table import Deadline, State, Step
 from icp.messages.playback import Action
+from icp.segmenter import next_cut
+from icp.words import split_words
 
 S = State
 D = Disposition
@@ -233,3 +247,104 @@ class Partials(Speech):
         """The utterance in progress is gone (a restarted device, a listen timeout)."""
         self._cancel_speculation()
         self.partial, self.provisional, self.late_id = None, None, None
+
+    # -- the held first segment -----------------------------------------------------------------
+    def _pump(self) -> None:
+        super()._pump()
+        self._synthesise_ahead()
+
+    def _synthesise_ahead(self) -> None:
+        """Synthesise the speculation's first segment once its text has one (`next_cut`, as `_segment`
+        cuts an item's first segment), if nothing of the current reply is being synthesised."""
+        spec = self.speculation
+        if (spec is None or spec.held is not None or spec.held_failed or spec.failed or self.in_flight is not None
+                or not self.settings.speculate_audio or self.state is S.OFFLINE):
+            return
+        cut = next_cut(spec.text, True, spec.finished, self.settings.segmenter)
+        words = split_words(spec.text[:cut]) if cut is not None else []
+        if not words:
+            return
+        spec.held = PendingSegment(self.next_segment, "", 0, " ".join(words))
+        self.next_segment += 1
+        self._emit(C.Synthesise(spec.held.id, spec.held.text))
+
+    def _held(self, segment_id: int) -> PendingSegment | None:
+        spec = self.speculation
+        held = spec.held if spec is not None else None
+        return held if held is not None and held.id == segment_id else None
+
+    def _on_segment_synthesised(self, ev: E.SegmentSynthesised) -> None:
+        held = self._held(ev.segment_id)
+        if held is None:
+            super()._on_segment_synthesised(ev)  # the reply's (or a dropped speculation's: discarded there)
+        elif len(ev.words) != len(split_words(held.text)) or ev.samples <= 0:
+            self._emit(C.DiscardAudio((ev.segment_id,)))
+            self._held_failed(ev, "its word timings do not match its words")
+        else:
+            held.samples, held.sample_rate, held.words = ev.samples, ev.sample_rate, tuple(ev.words)
+
+    def _on_synthesis_failed(self, ev: E.SynthesisFailed) -> None:
+        if self._held(ev.segment_id) is None:
+            super()._on_synthesis_failed(ev)
+        else:
+            self._held_failed(ev, ev.error)
+
+    def _held_failed(self, ev: E.SegmentSynthesised | E.SynthesisFailed, why: str) -> None:
+        """Drop the held segment; the adopted reply's first segment is synthesised as usual."""
+        assert self.speculation is not None
+        self.speculation.held, self.speculation.held_failed = None, True
+        self._ignore(ev, f"speculative segment {ev.segment_id} could not be synthesised ({why}); "
+                     "it will be synthesised at adoption")
+
+    def _adopt(self, item: AssistantItem, messages: tuple[dict[str, str], ...]) -> bool:
+        spec = self.adopting
+        if not super()._adopt(item, messages):
+            return False
+        if spec is not None and spec.held is not None:
+            self._hand_over(spec, spec.held, item)
+        return True
+
+    def _hand_over(self, spec: Speculation, held: PendingSegment, item: AssistantItem) -> None:
+        """Make the held segment the adopted reply's first, in the stage it has reached.
+
+        Its cut is kept even where `_segment`, seeing more text now, cut elsewhere (a 10-word cut
+        that is now a whole sentence; a short sentence cut once the text is complete): it is the cut
+        the reply would have had streaming, any cut at a word boundary is a valid one, and dropping
+        it would lose the audio in the common case. So the item is re-cut after the held words (the
+        ids `_segment` just took are left unused: gaps, like those of any discarded segment).
+        Anything else (other words, a bridge, another reply's audio queued or in flight) keeps the
+        ordinary path; `_apply` then discards the held audio."""
+        n = len(split_words(held.text))
+        if (item.bridge_words or item.words[:n] != split_words(held.text) or self.in_flight is not None
+                or self.ready or any(s.item != item.id for s in self.to_synth)
+                or (self.conv.segments and self.conv.segments[-1].id > held.id)):
+            return
+        spec.held = None
+        self.to_synth = []
+        item.segmented_words, item.segmented_chars = n, self.conv.word_offset(item, n)
+        held.item = item.id
+        if held.samples > 0:
+            self.ready.append(held)
+        else:
+            self.in_flight = held  # `_on_segment_synthesised` takes it as the reply's own
+        self._segment(item)
+
+    def _apply(self, utterance_id: str, text: str, classified: Disposition, applied: Disposition | None,
+               confidence: float, source: str, now: float) -> None:
+        spec = self.speculation  # adopted (its held segment handed over) or cancelled by the decision
+        super()._apply(utterance_id, text, classified, applied, confidence, source, now)
+        if spec is not None:
+            self._discard_held(spec)
+
+    def _cancel_speculation(self) -> None:
+        spec = self.speculation
+        super()._cancel_speculation()
+        if spec is not None:
+            self._discard_held(spec)
+
+    def _discard_held(self, spec: Speculation) -> None:
+        """A speculation's held audio that was not handed over is never sent. One still being
+        synthesised is discarded again when it arrives (`Pipeline._on_segment_synthesised`)."""
+        if spec.held is not None:
+            self._emit(C.DiscardAudio((spec.held.id,)))
+            spec.held = None

@@ -47,6 +47,10 @@ class EngineSettings:
     # same words and the same disposition, cancelled otherwise. False: generate after the final.
     speculate: bool = True
     speculate_confidence: float = 0.7
+    # `speculate_audio`: a speculation also synthesises its first segment while waiting for the final
+    # (held back, never sent unless adopted), so adoption sends audio at once instead of after one TTS
+    # call (piper: ~100-200 ms). False: the first segment is synthesised at adoption.
+    speculate_audio: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.heard_threshold < 1.0:
@@ -111,7 +115,12 @@ class PartialRequest:
 @dataclass
 class Speculation:
     """An answer generated from a partial before the final: its text is buffered here, never in the
-    conversation and never sent, until the final adopts it (same words, same disposition) or not."""
+    conversation and never sent, until the final adopts it (same words, same disposition) or not.
+
+    `held`: its first segment, synthesised ahead (`speculate_audio`) under an id of the session's
+    counter; `samples` > 0 once its audio is back. Adoption hands it to the pipeline (ready, or still
+    in flight) when the reply's first segment is the same text; otherwise its audio is discarded.
+    `held_failed`: its synthesis failed, so the first segment is synthesised at adoption as usual."""
 
     generation: str  # the LLM request's id (not in `generations`: nothing of it is in the tree)
     utterance: str
@@ -121,3 +130,5 @@ class Speculation:
     text: str = ""
     finished: bool = False
     failed: bool = False
+    held: PendingSegment | None = None
+    held_failed: bool = False

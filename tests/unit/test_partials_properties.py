@@ -4,7 +4,9 @@ classifier answers (stale, unconfident, contradicting the final), generation tex
 Every LLM reply here starts with a word unique to its request, so its text can be traced. Invariants:
 the text of a speculation the final did not adopt (same utterance, same words) never reaches the
 speaker, the conversation or any LLM request; every ordinary request holds exactly the heard words
-(the invariant of test_machine_properties); the machine keeps to its table.
+(the invariant of test_machine_properties); the machine keeps to its table. A speculation's first
+segment synthesised ahead (held audio) is sent only once its speculation is adopted, and is otherwise
+discarded (or still held by a speculation awaiting its final when the run ends).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from evaluation.coresim import Sim
 from icp import commands as C
 from icp import events as E
 from icp.conversation import AssistantItem
-from icp.dispositions import Classification, Disposition
+from icp.dispositions import Classification, ClassifyRequest, Disposition
 from icp.engine.core import normalise
 from icp.engine.partials import PARTIAL_MARK, is_partial_request
 from icp.machine import TRANSITIONS, AutoResume, EngineSettings, State
@@ -30,7 +32,17 @@ D = [Disposition.BRANCH, Disposition.NEW, Disposition.MODIFY, Disposition.ABSORB
 
 
 class TaggedSim(Sim):
-    """Each generation's text starts with `tag<n>`, n its request's number."""
+    """Each generation's text starts with `tag<n>`, n its request's number. `held`: the segments a
+    speculation synthesised ahead (segment id -> its generation), noted as their `Synthesise` goes out."""
+
+    def send(self, event: E.Event) -> list[C.Command]:
+        out = super().send(event)
+        spec = self.session.speculation
+        for cmd in out:
+            if isinstance(cmd, C.Synthesise) and spec is not None and spec.held is not None \
+                    and spec.held.id == cmd.segment_id:
+                self.__dict__.setdefault("held", {})[cmd.segment_id] = spec.generation
+        return out
 
     def carry_out(self, cmd: C.Command) -> None:
         super().carry_out(cmd)
@@ -73,13 +85,33 @@ def test_confident_partials_every_turn(actions, final_answers):
               final_answers)
 
 
-def check_run(actions, partial_answers, final_answers) -> None:
+# a turn whose final mostly says the partial's words: adoptions (and held audio sent) are common
+ADOPTABLE_TURN = st.tuples(st.just("turn"), st.integers(0, len(SENTENCES) - 1), st.just(4), st.integers(1, 8),
+                           st.integers(0, len(SENTENCES) - 1), st.sampled_from([True, True, True, False]))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(ADOPTABLE_TURN | st.tuples(st.just("step"), st.integers(1, 30)) | st.tuples(st.just("interrupt")),
+                min_size=1, max_size=12))
+def test_adopted_speculations_and_their_held_audio(actions):
+    """Partials and finals classified alike (BRANCH while interrupted, NEW while idle): most finals
+    adopt their speculation, whose first segment was often synthesised ahead (or is still being)."""
+    check_run(actions, [], [], alike=True)
+
+
+def alike(req: ClassifyRequest) -> Classification:
+    return Classification(Disposition.BRANCH if req.speaking else Disposition.NEW, 0.97)
+
+
+def check_run(actions, partial_answers, final_answers, alike: bool = False) -> None:
     finals = [Disposition.NEW, *final_answers]  # the first request starts a reply
     answers = list(partial_answers)
-    sim = TaggedSim(dict(REPLIES), lambda req: Classification(finals.pop(0) if finals else Disposition.NEW, 0.9),
+    classify = globals()["alike"] if alike else (
+        lambda req: Classification(finals.pop(0) if finals else Disposition.NEW, 0.9))
+    sim = TaggedSim(dict(REPLIES), classify,
                     settings=EngineSettings(auto_resume=AutoResume.AUTO, auto_resume_delay_s=1.0))
     sim.tags = {}
-    sim.classify_partial = lambda req: Classification(*answers[len(sim.log) % len(answers)])
+    sim.classify_partial = classify if alike else (lambda req: Classification(*answers[len(sim.log) % len(answers)]))
     checked: list[str] = []
 
     def check(messages: list[dict[str, str]]) -> None:
@@ -165,7 +197,38 @@ def check_run(actions, partial_answers, final_answers) -> None:
         tag = sim.tags[gid]
         if not adoptable(gid):
             assert f"{tag} " not in f"{spoken} " and f"{tag} " not in f"{requests} " and f"{tag} " not in f"{tree} "
+    check_held_audio(sim, adoptable, tree)
     for cmd in sim.log:
         if isinstance(cmd, C.Transition):
             assert (State(cmd.before), State(cmd.after)) in TRANSITIONS
     assert checked
+
+
+def check_held_audio(sim: TaggedSim, adoptable, tree: str) -> None:
+    """Every segment a speculation synthesised ahead is sent after its adoption, or discarded before
+    anything of it is sent, or still waits (held by a live speculation, or queued in the pipeline)."""
+    held: dict[int, str] = sim.__dict__.get("held", {})
+    event(f"held audio: {min(len(held), 2)}")
+    sent_at = {c.segment.segment: i for i, c in enumerate(sim.log) if isinstance(c, C.SendSegment)}
+    ids = [c.segment.segment for c in sim.log if isinstance(c, C.SendSegment)]
+    assert len(ids) == len(set(ids))  # no id is sent twice
+    spec = sim.session.speculation
+    waiting = {s.id for s in sim.session.ready + sim.session.to_synth}
+    if sim.session.in_flight is not None:
+        waiting.add(sim.session.in_flight.id)
+    for sid, gid in held.items():
+        discarded = [i for i, c in enumerate(sim.log) if isinstance(c, C.DiscardAudio) and sid in c.segment_ids]
+        if sid in sent_at:
+            event("held audio sent")
+            assert adoptable(gid) and f"{sim.tags[gid]} " in f"{tree} "  # adopted, so in the tree
+            assert not [i for i in discarded if i < sent_at[sid]]
+            adopted = next(i for i, c in enumerate(sim.log) if isinstance(c, C.DispositionApplied)
+                           and c.utterance_id == gid[1:].split(PARTIAL_MARK)[0])
+            assert adopted < sent_at[sid]
+        elif sid in waiting:
+            assert adoptable(gid) and f"{sim.tags[gid]} " in f"{tree} "
+        else:
+            live = spec is not None and spec.generation == gid and spec.held is not None and spec.held.id == sid
+            assert discarded or live, f"held segment {sid} of {gid} neither sent nor discarded"
+            if f"{sim.tags[gid]} " in f"{tree} ":
+                event("held audio of an adopted speculation discarded")  # another cut, or stopped
