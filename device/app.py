@@ -37,7 +37,7 @@ from device.bargein import MicPath
 from device.config import DeviceConfig
 from device.dashboard import DashboardCommand
 from device.executors import EXECUTORS, Executors
-from device.parts import build_asr, build_wakeword, gpio_settings, make_backend
+from device.parts import build_asr, build_turn_model, build_wakeword, gpio_settings, make_backend
 from device.playback import ChunkResult, Idle, Playback, PlaybackSettings, SegmentEnded, SegmentInfo, SegmentsDropped
 from device.telemetry import TelemetryCounters
 from device import vad as v
@@ -86,7 +86,10 @@ class DeviceApp(Executors):
         if asr is not None or config.asr.enabled:
             from device.recognizer import AsrWorker
 
-            self.asr = AsrWorker((lambda: asr) if asr is not None else (lambda: build_asr(config)))
+            turns = config.turns
+            self.asr = AsrWorker((lambda: asr) if asr is not None else (lambda: build_asr(config)),
+                                 turn_factory=(lambda: build_turn_model(config))
+                                 if turns.semantic_eot and turns.audio_eot else None)
         self._capturing: Optional[str] = None
         # Simulated time waits for the recogniser (as for a user whose words take no time to
         # recognise) on a virtual card not paced by the wall clock; real time never waits.
@@ -111,7 +114,7 @@ class DeviceApp(Executors):
             wake_word=self.wakeword is not None, optimistic_pause=tu.optimistic_pause,
             min_interruption_s=tu.min_interruption_ms / 1000, semantic_eot=tu.semantic_eot,
             eot_complete_silence_s=tu.eot_complete_silence_ms / 1000,
-            eot_incomplete_silence_s=tu.eot_incomplete_silence_ms / 1000))
+            eot_incomplete_silence_s=tu.eot_incomplete_silence_ms / 1000, final_from_quick=tu.final_from_quick))
 
         # GPIO (optional)
         self.gpio = None

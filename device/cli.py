@@ -49,7 +49,9 @@ Settings (TOML, every key optional; flags below override the file; device/exampl
              if no onset follows), min_interruption_ms (0: the onset interrupts; 500 = LiveKit's
              default), semantic_eot (true: a turn whose words look complete ends after
              eot_complete_silence_ms (250), one that looks unfinished after eot_incomplete_silence_ms
-             (1600), otherwise after [asr] end_silence_ms); docs/turns.md
+             (1600), otherwise after [asr] end_silence_ms); audio_eot (true: "complete" also needs
+             the audio model Smart Turn, models/smart_turn, to agree); final_from_quick (true: such a
+             turn's quick transcript is its final, no second Whisper pass); docs/turns.md
   [wakeword] enabled (false), models (["hey_jarvis"]: names in model_dir or .onnx paths),
              threshold (0.5), refractory_s (2.0), model_dir (default models/openwakeword or
              $SEGUE_OPENWAKEWORD_DIR), while_speaking (false: a wake word while speaking interrupts

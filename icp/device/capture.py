@@ -16,6 +16,7 @@ from icp.device import commands as C
 from icp.device.table import Step
 from icp.dispositions import Hint
 from icp.messages.rules import MAX_TEXT, MAX_WORDS
+from icp.turn_end import TurnEnd
 
 if TYPE_CHECKING:
     from icp.device.machine import DeviceMachine
@@ -40,7 +41,7 @@ class Captures:
         self._run_start = speech_at
         self._silence_since = None
         self._spoke = False
-        self._eot = None
+        self._eot, self._eot_text = None, ""
         self._capture_from = max(0.0, from_s)
         self._emit(C.StartCapture(self.capture, max(0.0, from_s)))
 
@@ -109,24 +110,42 @@ class Captures:
         self._start_capture(start, now, speech_at=speech_at)
         self._capture_since = start  # audio time: SpeechEnded.at is compared with it
 
+    def _verdict(self: "DeviceMachine") -> Optional[str]:
+        """"complete", "incomplete" or "unsure" for the words before the current silence; None when
+        they are not known (or the machine does not judge words)."""
+        if not self.settings.semantic_eot or self._eot is None:
+            return None
+        return self.settings.turn_end.verdict(TurnEnd(self._eot, ""))
+
     def _turn_silence(self: "DeviceMachine") -> float:
         """How long a silence ends the turn: short when the words before it look complete, long when
         they look unfinished (the user is thinking mid-sentence), the ordinary one when not known."""
         st = self.settings
-        if not st.semantic_eot or self._eot is None:
-            return st.end_silence_s
-        if self._eot >= st.turn_end.complete_at:
+        verdict = self._verdict()
+        if verdict == "complete":
             return st.eot_complete_silence_s
-        if self._eot < st.turn_end.incomplete_below:
+        if verdict == "incomplete":
             return st.eot_incomplete_silence_s
         return st.end_silence_s
+
+    def _end_turn(self: "DeviceMachine") -> None:
+        """The silence after the user's words ended the turn. When the words looked complete, their
+        quick transcript (which covers all the speech) is the final: a second pass of the recogniser
+        would only delay the answer (and an equal final is what lets a speculative answer be adopted)."""
+        uid, text = self.capture, self._eot_text.strip()
+        if self.settings.final_from_quick and self._verdict() == "complete" and text and uid is not None:
+            self._emit(C.CancelCapture(uid))
+            self.capture = None
+            self._final(uid, text, None)
+        else:
+            self._finish_capture()
 
     def _capture_tick(self: "DeviceMachine", now: float) -> None:
         st = self.settings
         if self.capture is not None:
             if (self._silence_since is not None and self._run_start is None
                     and now - self._silence_since >= self._turn_silence()):
-                self._finish_capture()
+                self._end_turn()
             elif now - self._capture_since >= st.max_utterance_s:
                 self._finish_capture()
             elif (not self._spoke and self._run_start is None and self.state.value == "listening"

@@ -92,6 +92,7 @@ class AsrPartial:
     text: str
     audio_ms: float = 0.0  # capture audio the hypothesis covers (from the capture's start)
     quick: bool = False    # a quick (short-context) pass asked for by `QuickTranscript`
+    turn_audio: Optional[float] = None  # with a quick pass: P(turn over) from the audio model, if any
 
 
 @dataclass(frozen=True)

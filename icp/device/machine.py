@@ -61,6 +61,8 @@ class MachineSettings:
     eot_complete_silence_s: float = 0.25    # silence that ends a turn whose words look complete
     eot_incomplete_silence_s: float = 1.6   # ...and one whose words look unfinished ("and", "the", "um")
     turn_end: TurnEndSettings = field(default_factory=TurnEndSettings)
+    audio_complete_at: float = 0.5  # the audio model's P(turn over) that lets complete words end a turn
+    final_from_quick: bool = True   # a turn ended by complete words sends their quick transcript as the final
 
 
 @dataclass
@@ -89,6 +91,7 @@ class DeviceMachine(Captures):
     _speech_off: Optional[float] = None  # end of the last finished speech run
     _suspect_at: Optional[float] = None  # `now` of an optimistic pause awaiting its onset
     _eot: Optional[float] = None  # how complete the words before the current silence look (None: not known)
+    _eot_text: str = ""           # the quick transcript `_eot` judged
     _barge_pending: Optional[float] = None  # onset of speech that may interrupt once it lasts min_interruption_s
     false_pauses: int = 0             # optimistic pauses that were not speech (resumed)
     false_pause_s: float = 0.0        # their summed length
@@ -283,6 +286,16 @@ class DeviceMachine(Captures):
             self._eot = None
             self._emit(C.QuickTranscript(self.capture))
 
+    def _judge(self, text: str, turn_audio: Optional[float]) -> float:
+        """How complete the turn looks: its words (`icp.turn_end`); when an audio model also listened,
+        a "complete" needs it to agree (words alone are fooled by Whisper's confident full stop on a
+        cut sentence), else the turn counts as unsure (the ordinary silence)."""
+        score = end_of_turn(text).complete
+        if turn_audio is not None and score >= self.settings.turn_end.complete_at \
+                and turn_audio < self.settings.audio_complete_at:
+            return (self.settings.turn_end.complete_at + self.settings.turn_end.incomplete_below) / 2
+        return score
+
     def _on_speech_resumed(self, ev: E.SpeechResumed, now: float) -> None:
         if self.capture is not None:
             self._run_start = ev.at
@@ -356,7 +369,8 @@ class DeviceMachine(Captures):
             return self._ignore(ev, "not the open capture")
         if (ev.quick and ev.utterance_id == self.capture and self._silence_since is not None
                 and self._capture_from + ev.audio_ms / 1000 >= self._silence_since - 0.05):  # covers the words
-            self._eot = end_of_turn(ev.text).complete
+            self._eot = self._judge(ev.text, ev.turn_audio)
+            self._eot_text = ev.text
         self._utterance(ev.utterance_id, ev.text, False, self.hint)
 
     def _on_final(self, ev: E.AsrFinal, now: float) -> None:

@@ -139,7 +139,8 @@ def listening_capture(**settings) -> tuple[m.Machine, str]:
 
 
 def finished(cmds) -> bool:
-    return m.FinishCapture in types(cmds)
+    """The turn ended: the capture went to the recogniser's final pass, or the quick transcript was the final."""
+    return m.FinishCapture in types(cmds) or any(isinstance(c, m.SendUtterance) and c.final for c in cmds)
 
 
 def test_a_pause_asks_for_a_quick_transcript_and_complete_words_end_the_turn_soon():
@@ -180,3 +181,40 @@ def test_without_semantic_eot_the_silence_alone_ends_the_turn():
     mc.handle(m.AsrPartial(uid, "What causes the tides?", audio_ms=2100.0, quick=True), 2.15)
     assert not finished(mc.handle(m.Tick(), 2.7))
     assert finished(mc.handle(m.Tick(), 2.81))
+
+
+def test_complete_words_send_their_quick_transcript_as_the_final_without_a_second_pass():
+    mc, uid = listening_capture()
+    mc.handle(m.SpeechPaused(2.0), 2.1)
+    mc.handle(m.AsrPartial(uid, "What causes the tides?", audio_ms=2100.0, quick=True), 2.15)
+    cmds = mc.handle(m.Tick(), 2.26)
+    assert m.FinishCapture not in types(cmds) and m.CancelCapture(uid) in cmds
+    finals = [c for c in cmds if isinstance(c, m.SendUtterance) and c.final]
+    assert [(f.utterance_id, f.text) for f in finals] == [(uid, "What causes the tides?")]
+    assert mc.state is m.State.THINKING and mc.capture is None
+
+
+def test_without_final_from_quick_the_recogniser_makes_the_final():
+    mc, uid = listening_capture(final_from_quick=False)
+    mc.handle(m.SpeechPaused(2.0), 2.1)
+    mc.handle(m.AsrPartial(uid, "What causes the tides?", audio_ms=2100.0, quick=True), 2.15)
+    assert m.FinishCapture(uid) in mc.handle(m.Tick(), 2.26)
+
+
+def test_the_audio_model_can_veto_complete_words_but_not_rescue_unfinished_ones():
+    mc, uid = listening_capture()
+    mc.handle(m.SpeechPaused(2.0), 2.1)
+    mc.handle(m.AsrPartial(uid, "I would like to know.", audio_ms=2100.0, quick=True, turn_audio=0.2), 2.15)
+    assert not finished(mc.handle(m.Tick(), 2.3))  # sounded unfinished: the ordinary silence
+    cmds = mc.handle(m.Tick(), 2.71)
+    assert m.FinishCapture(uid) in cmds  # not a "complete" verdict: the recogniser's final pass
+
+    agree, uid2 = listening_capture()
+    agree.handle(m.SpeechPaused(2.0), 2.1)
+    agree.handle(m.AsrPartial(uid2, "What causes the tides?", audio_ms=2100.0, quick=True, turn_audio=0.9), 2.15)
+    assert finished(agree.handle(m.Tick(), 2.26))
+
+    unfinished, uid3 = listening_capture()
+    unfinished.handle(m.SpeechPaused(2.0), 2.1)
+    unfinished.handle(m.AsrPartial(uid3, "Tell me about the", audio_ms=2100.0, quick=True, turn_audio=0.99), 2.15)
+    assert not finished(unfinished.handle(m.Tick(), 3.0))
