@@ -4,6 +4,7 @@
     segue-bench device --live [--duplex separate|full|both] [--trials N] [--json OUT]
     segue-bench server [--tts espeak|piper] [--runs N] [--json OUT]
     segue-bench engine --devices N --workers K --seconds S [--json OUT]
+    segue-bench turns [--trials N] [--columns segue,baseline] [--json OUT]
 
 `device` measures the always-on mic path (AEC + VAD + wake word) in CPU seconds per audio second,
 and barge-in on the virtual sound card with real (espeak-ng) speech and echo: false barge-ins on the
@@ -215,10 +216,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     dev.add_argument("--trials", type=int, default=6, help="--live: trials per layout")
     dev.add_argument("--echo-gain", type=float, default=0.3, help="--live: speaker-to-mic echo level")
     dev.set_defaults(func=cmd_device)
-    from evaluation import bench_engine, bench_server
+    from evaluation import bench_engine, bench_server, bench_turns
 
     bench_server.add_parser(sub)
     bench_engine.add_parser(sub)
+    bench_turns.add_parser(sub)
     args = parser.parse_args(argv)
     report = args.func(args)
     text = json.dumps(report, indent=2)

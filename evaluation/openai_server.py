@@ -71,9 +71,13 @@ class ScriptedLLMServer:
         port: int = 0,
         api_key: str | None = None,
         model_id: str = "scripted",
+        first_token_delay_s: float | None = None,
     ) -> None:
         self.rules = list(rules or [{"default": "Okay."}])
         self.chunk_delay_s = chunk_delay_s
+        # A fixed time to the first content token (a model's prefill, e.g. 50 ms in `segue-bench
+        # turns`); None: the first token waits `chunk_delay_s` like the others.
+        self.first_token_delay_s = first_token_delay_s
         self.api_key = api_key  # when set, requests must carry it (to test auth errors)
         self.model_id = model_id
         self._lock = threading.Lock()
@@ -286,6 +290,7 @@ class ScriptedLLMServer:
                 self.end_headers()
                 self.close_connection = True
                 delay = float(rule.get("chunk_delay_s", server.chunk_delay_s))
+                first = server.first_token_delay_s
 
                 def event(delta: dict[str, Any], finish_reason: str | None) -> bytes:
                     payload = {"id": ident, "object": "chat.completion.chunk", "created": int(time.time()),
@@ -296,7 +301,7 @@ class ScriptedLLMServer:
                     self.wfile.write(event({"role": "assistant", "content": ""}, None))
                     self.wfile.flush()
                     for i, piece in enumerate(chunks):
-                        if self._peer_closed(delay):
+                        if self._peer_closed(first if i == 0 and first is not None else delay):
                             raise ConnectionResetError("client closed the stream")
                         self.wfile.write(event({"content": piece}, None))
                         self.wfile.flush()

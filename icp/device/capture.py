@@ -122,7 +122,10 @@ class Captures:
         they look unfinished (the user is thinking mid-sentence), the ordinary one when not known."""
         st = self.settings
         verdict = self._verdict()
-        if verdict == "complete":
+        if verdict == "complete" and self.state.value != "paused":
+            # (Not while the reply is paused on a barge-in: "Wait," or "Hold on," looks complete and is
+            # an opening; cutting there would hand the classifier half an interruption. The engine
+            # resumes a backchannel from the partials anyway, whatever the silence.)
             return st.eot_complete_silence_s
         if verdict == "incomplete":
             return st.eot_incomplete_silence_s
@@ -133,7 +136,10 @@ class Captures:
         quick transcript (which covers all the speech) is the final: a second pass of the recogniser
         would only delay the answer (and an equal final is what lets a speculative answer be adopted)."""
         uid, text = self.capture, self._eot_text.strip()
-        if self.settings.final_from_quick and self._verdict() == "complete" and text and uid is not None:
+        # (Not for speech over a paused reply: there the beam-search final reads a hum or an opening
+        # better than the greedy quick pass, and a backchannel was resumed from the partials already.)
+        if (self.settings.final_from_quick and self._verdict() == "complete" and text and uid is not None
+                and self.state.value != "paused"):
             self._emit(C.CancelCapture(uid))
             self.capture = None
             self._final(uid, text, None)

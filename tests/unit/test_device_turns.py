@@ -218,3 +218,15 @@ def test_the_audio_model_can_veto_complete_words_but_not_rescue_unfinished_ones(
     unfinished.handle(m.SpeechPaused(2.0), 2.1)
     unfinished.handle(m.AsrPartial(uid3, "Tell me about the", audio_ms=2100.0, quick=True, turn_audio=0.99), 2.15)
     assert not finished(unfinished.handle(m.Tick(), 3.0))
+
+
+def test_a_barge_in_capture_does_not_end_on_a_short_silence_after_an_opening():
+    mc = m.Machine(settings=m.MachineSettings(asr=True), online=True)
+    mc.handle(m.SegmentQueued(1), 0.0)
+    mc.handle(m.SpeechStarted(1.0), 1.0)  # barge-in: paused, capture open
+    uid = mc.capture
+    assert uid is not None and mc.state is m.State.PAUSED
+    mc.handle(m.SpeechPaused(1.4), 1.5)
+    mc.handle(m.AsrPartial(uid, "Wait.", audio_ms=1600.0, quick=True, turn_audio=0.9), 1.55)
+    assert not finished(mc.handle(m.Tick(), 1.7))  # not the 0.25 s of a question to an idle device
+    assert finished(mc.handle(m.Tick(), 2.11))  # the ordinary 0.7 s
