@@ -10,7 +10,7 @@
     [bargein]  enabled, min_rms, echo_margin
     [machine]  heartbeat_s, listen_timeout_s
     [turns]    optimistic_pause, min_interruption_ms, semantic_eot, eot_complete_silence_ms,
-               eot_incomplete_silence_ms, audio_eot, final_from_quick (turn taking: docs/turns.md)
+               eot_incomplete_silence_ms, audio_eot, final_from_quick, eot_fast_questions_only (docs/turns.md)
     [wakeword] enabled, models, threshold, refractory_s, model_dir, while_speaking, onnx_threads
     [asr]      backend ("none" | "auto" | "vosk" | "faster-whisper"), language, models_dir, vosk_model,
                whisper_model, whisper_threads, partials, partial_interval_s, quick_partials, end_silence_ms,
@@ -87,6 +87,7 @@ class TurnsConfig:
     audio_eot: bool = True                 # ...and "complete" needs the audio model (Smart Turn) to agree
     final_from_quick: bool = True          # a turn ended by complete words sends their quick transcript as
     #                                        the final (no second Whisper pass on the answer's path)
+    eot_fast_questions_only: bool = True   # the short silence only for a question ("?") or <= 3 words
 
 
 @dataclass(frozen=True)

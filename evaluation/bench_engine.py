@@ -13,7 +13,13 @@ Latency is from an event's publication to the first resulting command at the dev
 hello -> state, wake -> state, final -> state, interrupt -> state, stop -> flush, segment end -> state.
 The time from a final utterance to the reply's first segment (LLM and TTS included) is reported apart
 (`reply_ms`). `errors`: commands that never came (2 s; 10 s for a reply) and messages the workers
-refused. Engine CPU: user+system seconds of the worker processes over the window, per device-second.
+refused. Engine CPU: user+system seconds of the worker processes over the window, per device-second;
+`cpu_s` gives every process of the bench (workers, broker, Redis, the load, the LLM) over the window,
+to show where the machine's cores went.
+
+The simulated devices and both timestamps of every sample live on one thread (`Load`: paho's external
+loop over a few MQTT connections); the scripted LLM runs in a process of its own, so that its HTTP
+threads do not compete with the timing for the GIL.
 """
 
 from __future__ import annotations
@@ -22,15 +28,17 @@ import argparse
 import heapq
 import itertools
 import json
+import multiprocessing
 import os
 import random
 import resource
 import secrets
+import selectors
 import statistics
 import tempfile
-import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,96 +83,126 @@ class _Device:
 
 
 class Load:
-    """N simulated devices on a few MQTT clients, driven by one scheduler thread."""
+    """N simulated devices on a few MQTT clients, all served by ONE thread (the caller's).
+
+    How it is timed: the device program, every socket read and write (paho's external loop:
+    `loop_read`/`loop_write`/`loop_misc` driven by `selectors`) and both timestamps of a latency sample
+    run on this one thread, on `time.monotonic()`. An event's time is taken just before its PUBLISH is
+    written to the socket (paho writes at once when nothing is queued), a command's when paho has parsed
+    it off the socket, right after `select()` woke. Nothing else in this process competes for the GIL
+    (the scripted LLM runs in its own process), so a sample is the broker and engine path plus at most
+    the time this thread spends on the other devices' messages of the same wake-up; that work is
+    counted (`busy_s`: the thread's time outside `select()`).
+    """
 
     def __init__(self, broker_port: int, devices: int, think_s: tuple[float, float], root: str = "segue") -> None:
         self.topics = Topics(root)
         self.think_s = think_s
-        self.lock = threading.Lock()
         self.timers: list[tuple[float, int, str, int, str]] = []
         self.counter = itertools.count()
-        self.wake = threading.Condition(self.lock)
         self.latency: dict[str, list[float]] = {}
         self.errors: dict[str, int] = {}
         self.published = 0
         self.measuring = False
-        self.stopping = False
+        self.busy_s = 0.0
         self.devices: dict[str, _Device] = {}
         self.clients: list[mqtt.Client] = []
+        self.selector = selectors.DefaultSelector()
+        self._subacks = 0
         ids = [f"bench{i:04d}" for i in range(devices)]
+        expected = 0
         for start in range(0, devices, DEVICES_PER_CLIENT):
             client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4().hex[:6]}",
                                  protocol=mqtt.MQTTv5)
             client.max_inflight_messages_set(1000)
             client.max_queued_messages_set(0)
             client.on_message = self._on_message
+            client.on_subscribe = self._on_subscribe
             client.on_socket_open = tcp_no_delay  # as the engine does (server.app): no 40 ms Nagle stalls
             client.connect("127.0.0.1", broker_port)
+            client.socket().setblocking(False)
+            self.selector.register(client.socket(), selectors.EVENT_READ, client)
             chunk = ids[start : start + DEVICES_PER_CLIENT]
             subs = [(self.topics.down(d, level), 1) for d in chunk for level in ("segment", "control", "state")]
-            client.loop_start()
             for i in range(0, len(subs), 100):
                 client.subscribe(subs[i : i + 100])
+                expected += 1
             self.clients.append(client)
             for d in chunk:
                 self.devices[d] = _Device(d, client)
-        time.sleep(0.5)
+        deadline = time.monotonic() + 10.0
+        while self._subacks < expected and time.monotonic() < deadline:  # subscribed before any hello
+            self._pump(0.05)
 
-    # -- scheduling -------------------------------------------------------------------------------
+    # -- the one thread: sockets and timers --------------------------------------------------------
+    def _pump(self, timeout: float) -> None:
+        for client in self.clients:
+            if client.want_write():  # a write the socket did not take at once (a full send buffer)
+                client.loop_write()
+        ready = self.selector.select(max(0.0, timeout))
+        for key, _ in ready:
+            key.data.loop_read()
+
     def at(self, when: float, dev: _Device, action: str) -> None:
         heapq.heappush(self.timers, (when, next(self.counter), dev.id, dev.generation, action))
-        self.wake.notify()
 
-    def run(self, seconds: float, warmup_s: float) -> None:
+    def run(self, seconds: float, warmup_s: float, mark: Callable[[str], None] = lambda name: None) -> None:
+        """Warm up (hellos spread over 60% of it), then measure for `seconds`; `mark("start"/"end")` is
+        called at the window's edges (CPU accounting), on this thread."""
         now = time.monotonic()
-        with self.lock:
-            for i, dev in enumerate(self.devices.values()):
-                self.at(now + warmup_s * 0.6 * i / max(1, len(self.devices)), dev, "hello")
-        thread = threading.Thread(target=self._loop, daemon=True)
-        thread.start()
-        time.sleep(warmup_s)
-        with self.lock:
-            self.measuring, self.published = True, 0
-        self.window_start = time.monotonic()
-        time.sleep(seconds)
-        with self.lock:
-            self.measuring = False
-            self.window = time.monotonic() - self.window_start
-            self.stopping = True
-            self.wake.notify()
-        thread.join(5)
-
-    def _loop(self) -> None:
-        with self.lock:
-            while not self.stopping:
-                now = time.monotonic()
-                if not self.timers or self.timers[0][0] > now:
-                    self.wake.wait(min(0.05, self.timers[0][0] - now) if self.timers else 0.05)
-                    continue
+        for i, dev in enumerate(self.devices.values()):
+            self.at(now + warmup_s * 0.6 * i / max(1, len(self.devices)), dev, "hello")
+        window_start, end = now + warmup_s, now + warmup_s + seconds
+        last_misc = now
+        while True:
+            now = time.monotonic()
+            if not self.measuring and now >= window_start and now < end:
+                mark("start")
+                self.measuring, self.published, self.busy_s = True, 0, 0.0
+                self.window_start = now
+            if now >= end:
+                break
+            while self.timers and self.timers[0][0] <= now:
                 _, _, device_id, generation, action = heapq.heappop(self.timers)
-                dev = self.devices[device_id]
-                if action == "timeout":
-                    if dev.expect is not None and dev.generation == generation:
-                        self._error(f"no answer to {dev.expect.label}")
-                        dev.expect = None
-                        self._next_turn(dev, now)
-                    continue
-                if generation != dev.generation:
-                    continue
-                getattr(self, f"_do_{action}")(dev, now)
+                self._fire(self.devices[device_id], generation, action, now)
+            if now - last_misc >= 1.0:
+                for client in self.clients:
+                    client.loop_misc()  # keepalive pings
+                last_misc = now
+            wait = min(0.05, end - now, (self.timers[0][0] - now) if self.timers else 0.05)
+            busy = time.monotonic() - now
+            self._pump(wait)
+            if self.measuring:
+                self.busy_s += busy
+        self.measuring = False
+        self.window = time.monotonic() - self.window_start
+        mark("end")
+
+    def _fire(self, dev: _Device, generation: int, action: str, now: float) -> None:
+        if action == "timeout":
+            if dev.expect is not None and dev.generation == generation:
+                self._error(f"no answer to {dev.expect.label}")
+                dev.expect = None
+                self._next_turn(dev, now)
+            return
+        if generation == dev.generation:
+            getattr(self, f"_do_{action}")(dev, now)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        self._subacks += 1
 
     def _send(self, dev: _Device, body: Body, expect: tuple[str, str | None, float] | None = None) -> None:
         env = Envelope(dev.session, next(dev.seq), secrets.token_hex(4), body)
+        payload = encode(env)
         now = time.monotonic()
         if expect is not None:
             label, kind, timeout = expect
             dev.generation += 1
             dev.expect = _Expect(label, kind, now, timeout)
             self.at(now + timeout, dev, "timeout")
-        dev.client.publish(self.topics.up(dev.id, topic_level(body)), encode(env), qos=1)
+        dev.client.publish(self.topics.up(dev.id, topic_level(body)), payload, qos=1)
         if self.measuring:
             self.published += 1
-
     def _error(self, what: str) -> None:
         if self.measuring:
             self.errors[what] = self.errors.get(what, 0) + 1
@@ -225,36 +263,35 @@ class Load:
         except ValueError:
             return
         kind = doc.get("type")
-        with self.lock:
-            dev = self.devices.get(parts[1])
-            if dev is None:
-                return
-            if kind == "segment":
-                dev.playing.append((int(doc["segment"]), int(doc["samples"])))
-            expect = dev.expect
-            if expect is None or (expect.kind is not None and expect.kind != kind):
-                if kind == "segment" and len(dev.playing) == 1 and not dev.interrupting:
-                    self.at(now + HEARTBEAT_S, dev, "play")
-                return
-            dev.expect = None
-            if self.measuring:
-                self.latency.setdefault(expect.label, []).append((now - expect.sent) * 1000.0)
-            if expect.label == "hello" or expect.label == "segment end":
-                self._next_turn(dev, now)
-            elif expect.label == "wake":
-                self.at(now, dev, "final")
-            elif expect.label == "final":
-                dev.generation += 1
-                dev.expect = _Expect("reply", "segment", expect.sent, REPLY_TIMEOUT_S)
-                self.at(now + REPLY_TIMEOUT_S, dev, "timeout")
-                if kind == "segment":  # (a state was asked for; a segment this early answers both)
-                    self._on_reply(dev, now)
-            elif expect.label == "reply":
+        dev = self.devices.get(parts[1])
+        if dev is None:
+            return
+        if kind == "segment":
+            dev.playing.append((int(doc["segment"]), int(doc["samples"])))
+        expect = dev.expect
+        if expect is None or (expect.kind is not None and expect.kind != kind):
+            if kind == "segment" and len(dev.playing) == 1 and not dev.interrupting:
+                self.at(now + HEARTBEAT_S, dev, "play")
+            return
+        dev.expect = None
+        if self.measuring:
+            self.latency.setdefault(expect.label, []).append((now - expect.sent) * 1000.0)
+        if expect.label == "hello" or expect.label == "segment end":
+            self._next_turn(dev, now)
+        elif expect.label == "wake":
+            self.at(now, dev, "final")
+        elif expect.label == "final":
+            dev.generation += 1
+            dev.expect = _Expect("reply", "segment", expect.sent, REPLY_TIMEOUT_S)
+            self.at(now + REPLY_TIMEOUT_S, dev, "timeout")
+            if kind == "segment":  # (a state was asked for; a segment this early answers both)
                 self._on_reply(dev, now)
-            elif expect.label == "interrupt":
-                self.at(now + 0.3, dev, "stop")
-            elif expect.label == "stop":
-                self._next_turn(dev, now)
+        elif expect.label == "reply":
+            self._on_reply(dev, now)
+        elif expect.label == "interrupt":
+            self.at(now + 0.3, dev, "stop")
+        elif expect.label == "stop":
+            self._next_turn(dev, now)
 
     def _on_reply(self, dev: _Device, now: float) -> None:
         dev.expect = None
@@ -263,8 +300,9 @@ class Load:
 
     def close(self) -> None:
         for client in self.clients:
-            client.loop_stop()
             client.disconnect()
+            client.loop_write()
+        self.selector.close()
 
 
 def _pct(values: list[float]) -> dict[str, float]:
@@ -275,38 +313,74 @@ def _pct(values: list[float]) -> dict[str, float]:
             "p99": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 2), "n": len(ordered)}
 
 
+def _serve_llm(conn: Any) -> None:
+    """The scripted LLM in its own process (its HTTP threads must not share the load's GIL)."""
+    from evaluation.openai_server import ScriptedLLMServer
+
+    with ScriptedLLMServer(RULES, chunk_delay_s=0.005) as llm:
+        conn.send(llm.base_url)
+        conn.recv()  # until the bench is done (or gone: EOFError)
+
+
+def _cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (/proc; Linux)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(devices: int, workers: int, seconds: float, warmup_s: float = 8.0,
         think_s: tuple[float, float] = (20.0, 40.0)) -> dict[str, Any]:
     from evaluation.broker import Mosquitto, free_port
-    from evaluation.openai_server import ScriptedLLMServer
     from evaluation.redis_server import RedisServer
     from evaluation.workers import EngineWorkers
 
-    with tempfile.TemporaryDirectory(prefix="segue-bench-engine-") as tmp:
-        work = Path(tmp)
-        port = free_port()
-        config = f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\nset_tcp_nodelay true\n"
-        with Mosquitto(work / "broker", config=config, port=port) as broker, RedisServer(work / "redis") as redis_server, \
-                ScriptedLLMServer(RULES, chunk_delay_s=0.005) as llm, \
-                EngineWorkers(work / "workers", workers, broker.url, redis_server.url, llm.base_url) as procs:
-            load = Load(broker.port, devices, think_s)
-            load_before = os.getloadavg()
-            cpu = {}
+    # fork: started before this process has any thread of its own, and unlike spawn it does not re-run the
+    # caller's __main__ (a script calling run() without a __main__ guard would start the bench again)
+    ctx = multiprocessing.get_context("fork")
+    here, there = ctx.Pipe()
+    llm = ctx.Process(target=_serve_llm, args=(there,), name="scripted-llm", daemon=True)
+    llm.start()
+    try:
+        llm_url = here.recv()
+        with tempfile.TemporaryDirectory(prefix="segue-bench-engine-") as tmp:
+            work = Path(tmp)
+            port = free_port()
+            config = (f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n"
+                      "set_tcp_nodelay true\n")
+            with Mosquitto(work / "broker", config=config, port=port) as broker, \
+                    RedisServer(work / "redis") as redis_server, \
+                    EngineWorkers(work / "workers", workers, broker.url, redis_server.url, llm_url) as procs:
+                load = Load(broker.port, devices, think_s)
+                load_before = os.getloadavg()
+                others = {"broker": broker.proc.pid if broker.proc else None,
+                          "redis": redis_server.proc.pid if redis_server.proc else None, "llm": llm.pid}
+                cpu: dict[str, dict[str, float]] = {}
 
-            def mark(name: str) -> None:
-                cpu[name] = procs.cpu_seconds()
-                own = resource.getrusage(resource.RUSAGE_SELF)
-                cpu["self_" + name] = own.ru_utime + own.ru_stime
+                def mark(name: str) -> None:
+                    own = resource.getrusage(resource.RUSAGE_SELF)
+                    cpu[name] = {"engine": procs.cpu_seconds(), "load_generator": own.ru_utime + own.ru_stime,
+                                 **{k: _cpu_s(pid) for k, pid in others.items()},
+                                 **{f"worker{i}": _cpu_s(p.pid) for i, p in enumerate(procs.procs)}}
+                    cpu[name]["wall"] = time.monotonic()
 
-            timer = threading.Timer(warmup_s, mark, ("start",))
-            timer.start()
-            load.run(seconds, warmup_s)
-            mark("end")
-            load.close()
-            logs = "".join(procs.log(i) for i in range(workers))
+                load.run(seconds, warmup_s, mark)
+                load.close()
+                load_after = os.getloadavg()
+                logs = "".join(procs.log(i) for i in range(workers))
+    finally:
+        here.close()
+        llm.join(5)
+        if llm.is_alive():
+            llm.terminate()
     protocol = [v for label, values in load.latency.items() if label != "reply" for v in values]
     rejected = logs.count("rejected message")
     errors = sum(load.errors.values()) + rejected
+    used = {k: round(cpu["end"][k] - cpu["start"][k], 2) for k in cpu["end"] if k != "wall"}
     return {
         "devices": devices, "workers": workers, "seconds": round(load.window, 2),
         "events_per_s": round(load.published / load.window, 1),
@@ -314,11 +388,13 @@ def run(devices: int, workers: int, seconds: float, warmup_s: float = 8.0,
         "reply_ms": _pct(load.latency.get("reply", [])),
         "by_event": {label: _pct(values) for label, values in sorted(load.latency.items())},
         "errors": errors, "error_kinds": dict(load.errors, rejected=rejected),
-        "engine_cpu_s_per_device_s": round((cpu["end"] - cpu["start"]) / (devices * load.window), 6),
-        "engine_cpu_s": round(cpu["end"] - cpu["start"], 2),
-        # the simulated devices and the scripted LLM share this process (and the machine's 2 cores)
-        "load_generator_cpu_s": round(cpu["self_end"] - cpu["self_start"], 2),
-        "machine": {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before]},
+        "engine_cpu_s_per_device_s": round(used["engine"] / (devices * load.window), 6),
+        "engine_cpu_s": used["engine"],
+        "load_generator_cpu_s": used["load_generator"],
+        # CPU seconds of every process of the bench over the window (the machine has os.cpu_count() cores)
+        "cpu_s": used, "load_busy_s": round(load.busy_s, 2),
+        "machine": {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
+                    "loadavg_after": [round(x, 2) for x in load_after]},
         "think_s": list(think_s), "heartbeat_s": HEARTBEAT_S,
     }
 

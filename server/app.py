@@ -90,6 +90,7 @@ class ServerApp:
         store = RedisStore(client, prefix, tokens=lambda device: self.ownership.token(device),
                            trackers=self.inbound.trackers)
         self.ownership = Ownership(store, self.worker, on_claimed=self._claimed, on_lost=self._lost)
+        store.start_writer(on_lost=self.ownership.lose)  # the engine's loop never waits for Redis
         return store
 
     def _claimed(self, device_id: str, claimed: Any, proactive: bool) -> None:

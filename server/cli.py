@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -110,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConnectionError, OSError, ValueError) as exc:
         print(f"segue-server: {exc}", file=sys.stderr)
         return 1
+    # The collector's full passes were the engine's latency tail: each walked every object the libraries
+    # made at start-up (~150-200k: the LLM client's pydantic models, ...) with every thread stopped,
+    # 50-130 ms several times a minute at 500 devices (segue-bench engine; docs/fleet-scale.md). Nothing
+    # made so far is ever garbage: move it out of the collector's sight.
+    gc.collect()
+    gc.freeze()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

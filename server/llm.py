@@ -39,7 +39,9 @@ def make_client(base_url: str | None = None, api_key: str | None = None, timeout
         if base_url is None:
             raise LLMError("no API key: set OPENAI_API_KEY, pass api_key, or set base_url to a local server")
         key = "not-needed"
-    return openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=0)
+    client = openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=0)
+    client.chat.completions  # its lazily imported API (~40k objects) now, before server.cli freezes the heap
+    return client
 
 
 def _describe(exc: BaseException) -> LLMError:

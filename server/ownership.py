@@ -16,6 +16,11 @@ Why this design (docs/fleet-scale.md has the long form):
   drops every device before anyone may take them (survivors wait for the key to expire).
 - **Survivors take a dead worker's devices proactively** (its `owned` set), not only when the device next
   speaks: a device waiting for the rest of a reply says nothing, yet must get it.
+- **Routing never waits for Redis on the hot path**: `route()` runs on the MQTT thread for every message,
+  so another worker's device is looked up once and cached (`OWNER_CACHE_S`), and other workers'
+  liveness comes from the scan's results (refreshed every `scan_s`). A stale entry costs one more hop,
+  never a wrong write: the worker it reaches routes again (or, gone, has no subscriber: stolen) and the
+  fence guards every write.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from collections.abc import Callable
 from server.redis_store import Claimed, RedisStore
 
 log = logging.getLogger("segue.ownership")
+OWNER_CACHE_S = 10.0  # how long another worker's device is forwarded without asking Redis again
 
 
 def worker_of(token: str) -> str:
@@ -71,6 +77,7 @@ class Ownership:
             self._thread.join(2)
         if not release:
             return
+        self.store.drain()  # the last snapshots first, then the hand-over
         with self._lock:
             for device, token in list(self.tokens.items()):
                 try:
@@ -103,7 +110,7 @@ class Ownership:
             return None
         now = time.monotonic()
         cached = self._others.get(device_id)
-        if cached is not None and cached[1] > now and self.alive(cached[0]):
+        if cached is not None and cached[1] > now and self.alive(cached[0], cached_s=self.scan_s * 4):
             return cached[0]
         with self._lock:
             if self.owns(device_id):
@@ -112,7 +119,7 @@ class Ownership:
                 current = self.store.owner(device_id)
                 owner = worker_of(current)
                 if owner and owner != self.worker and self.alive(owner):
-                    self._others[device_id] = (owner, now + 1.0)
+                    self._others[device_id] = (owner, now + OWNER_CACHE_S)
                     return owner
                 result = self.store.claim(device_id, current, self.worker)
                 if isinstance(result, Claimed):
@@ -124,7 +131,7 @@ class Ownership:
         """The owner `dead` did not take a forwarded message (its subscription is gone): claim the device
         if it still belongs to that worker. True if this worker owns it now."""
         with self._lock:
-            self._alive[dead] = (False, time.monotonic() + self.scan_s)
+            self._alive[dead] = (False, time.monotonic() + self.scan_s / 2)  # believed for a scan period
             self._others.pop(device_id, None)
             current = self.store.owner(device_id)
             if worker_of(current) != dead:
@@ -135,18 +142,19 @@ class Ownership:
                 return True
             return False
 
-    def alive(self, worker: str) -> bool:
-        """The worker's liveness key exists and its forwarding channel has a subscriber (cached briefly)."""
+    def alive(self, worker: str, cached_s: float | None = None) -> bool:
+        """The worker's liveness key exists and its forwarding channel has a subscriber. An answer younger
+        than `cached_s` (default `scan_s / 2`) is reused; a death is still seen by the next scan."""
         now = time.monotonic()
         cached = self._alive.get(worker)
-        if cached is not None and cached[1] > now:
+        if cached is not None and cached[1] > now - (self.scan_s / 2 if cached_s is None else cached_s):
             return cached[0]
         pipe = self.client.pipeline(transaction=False)
         pipe.exists(self.keys.worker(worker))
         pipe.pubsub_numsub(self.keys.forward(worker))
         exists, numsub = pipe.execute()
         alive = bool(exists) and bool(numsub and numsub[0][1])
-        self._alive[worker] = (alive, now + self.scan_s / 2)
+        self._alive[worker] = (alive, now)
         return alive
 
     def lose(self, device_ids: list[str]) -> None:

@@ -17,12 +17,22 @@ Every write is fenced: a Lua script compares `owner` with the writer's token in 
 worker that lost a device (paused past its lease, partitioned) can never overwrite its new owner's state.
 Writes are write-behind: the engine marks a device dirty after each event and writes the dirty ones
 every `flush_s` in one pipeline (server.engine), so a killed worker loses at most that much progress.
+
+Off the loop thread (`start_writer()`, what a worker runs): the engine's loop serialises the snapshots
+(they must be read where they change) and a writer thread does the Redis round trips, so the loop never
+waits for Redis: a loop blocked on every 50 ms flush and every event-log write (1-2 ms each, far more
+when the machine is busy) delays whatever device event arrives meanwhile. A refused write then reaches
+the engine through `on_lost` (server.ownership: the device is dropped on the loop thread) instead of
+an exception; a clean shutdown drains the writer (`drain()`) before handing devices back.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import queue
 import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,6 +45,8 @@ from icp.messages import SequenceTracker
 from server.storage import LostOwnership
 
 __all__ = ["Claimed", "Keys", "LostOwnership", "RedisStore", "RedisUrl", "connect"]
+
+log = logging.getLogger("segue.redis")
 
 SEQ_BLOCK = 2**32  # downlink seq space per ownership epoch (MAX_SEQ 2**53: 2**21 claims per device)
 
@@ -142,6 +154,69 @@ class RedisStore:
         self._claim = client.register_script(CLAIM)
         self._save = client.register_script(FENCED_SAVE)
         self._release = client.register_script(RELEASE)
+        self._writes: queue.Queue[Any] | None = None  # start_writer(): (device, args) saves, log entries, drains
+        self._writer: threading.Thread | None = None
+        self.on_lost: Callable[[list[str]], None] = lambda device_ids: None
+
+    # -- the writer thread ----------------------------------------------------------------------------
+    def start_writer(self, on_lost: Callable[[list[str]], None]) -> "RedisStore":
+        """Write from a thread of its own from now on; `on_lost(devices)` when the fence refuses a write."""
+        self.on_lost = on_lost
+        self._writes = queue.Queue()
+        self._writer = threading.Thread(target=self._write_loop, name="redis-writer", daemon=True)
+        self._writer.start()
+        return self
+
+    def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued so far is written (a clean shutdown, before releasing devices)."""
+        if self._writes is None or self._writer is None or not self._writer.is_alive():
+            return True
+        done = threading.Event()
+        self._writes.put(done)
+        return done.wait(timeout)
+
+    def _write_loop(self) -> None:
+        assert self._writes is not None
+        while True:
+            items = [self._writes.get()]
+            while True:  # everything queued meanwhile goes in the same pipeline
+                try:
+                    items.append(self._writes.get_nowait())
+                except queue.Empty:
+                    break
+            saves: dict[str, list[str]] = {}  # a device's latest snapshot is enough
+            logs: list[tuple[str, str]] = []
+            for item in items:
+                if isinstance(item, tuple) and item[0] == "save":
+                    saves[item[1]] = item[2]
+                elif isinstance(item, tuple) and item[0] == "log":
+                    logs.append((item[1], item[2]))
+            try:
+                lost = self._write(list(saves.items()), logs)
+                if lost:
+                    self.on_lost(lost)
+            except Exception:
+                log.exception("could not write %d sessions to Redis", len(saves))
+            for item in items:
+                if isinstance(item, threading.Event):
+                    item.set()
+            if None in items:
+                return
+
+    def _write(self, saves: list[tuple[str, list[str]]], logs: list[tuple[str, str]]) -> list[str]:
+        """One pipeline: fenced snapshot writes (args: token, snapshot, inbound, time) and event-log
+        appends. The devices whose write the fence refused."""
+        if not saves and not logs:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for device_id, args in saves:
+            self._save(keys=[self.keys.device(device_id)], args=args, client=pipe)
+        for device_id, entry in logs:
+            key = self.keys.log(device_id)
+            pipe.rpush(key, entry)
+            pipe.ltrim(key, -self.EVENT_LOG_MAX, -1)
+        results = pipe.execute()
+        return [device for (device, _), ok in zip(saves, results) if not ok]
 
     # -- ownership primitives (server.ownership decides when) ---------------------------------------
     def owner(self, device_id: str) -> str:
@@ -172,10 +247,10 @@ class RedisStore:
         self.save_many([(device_id, snapshot)])
 
     def save_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
-        """Write every snapshot whose device this worker still owns, in one pipeline; raise
-        `LostOwnership` naming the ones the fence refused (they were written by nobody)."""
-        pipe = self.client.pipeline(transaction=False)
-        sent: list[str] = []
+        """Write every snapshot whose device this worker still owns, in one pipeline. Without a writer
+        thread: raise `LostOwnership` naming the ones the fence refused (they were written by nobody);
+        with one: serialise here, write there, report refusals to `on_lost`."""
+        saves: list[tuple[str, list[str]]] = []
         now = str(time.time())
         for device_id, snapshot in items:
             token = self.tokens(device_id)
@@ -183,12 +258,12 @@ class RedisStore:
                 continue
             tracker = self.trackers.get(device_id)
             inbound = json.dumps([tracker.session, tracker.last_seq] if tracker is not None else None)
-            self._save(keys=[self.keys.device(device_id)],
-                       args=[token, json.dumps(snapshot, separators=(",", ":")), inbound, now], client=pipe)
-            sent.append(device_id)
-        if not sent:
+            saves.append((device_id, [token, json.dumps(snapshot, separators=(",", ":")), inbound, now]))
+        if self._writes is not None:
+            for device_id, args in saves:
+                self._writes.put(("save", device_id, args))
             return
-        lost = [device for device, ok in zip(sent, pipe.execute()) if not ok]
+        lost = self._write(saves, [])
         if lost:
             raise LostOwnership(lost)
 
@@ -201,15 +276,17 @@ class RedisStore:
 
     def log_event(self, device_id: str, kind: str, data: dict[str, Any]) -> None:
         entry = json.dumps({"at": time.time(), "kind": kind, "data": data}, separators=(",", ":"), default=str)
-        key = self.keys.log(device_id)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.rpush(key, entry)
-        pipe.ltrim(key, -self.EVENT_LOG_MAX, -1)
-        pipe.execute()
+        if self._writes is not None:
+            self._writes.put(("log", device_id, entry))
+        else:
+            self._write([], [(device_id, entry)])
 
     def events(self, device_id: str) -> list[tuple[str, dict[str, Any]]]:
         entries = [json.loads(raw) for raw in self.client.lrange(self.keys.log(device_id), 0, -1)]
         return [(e["kind"], e["data"]) for e in entries]
 
     def close(self) -> None:
+        if self._writes is not None and self._writer is not None:
+            self._writes.put(None)
+            self._writer.join(5)
         self.client.close()

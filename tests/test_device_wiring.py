@@ -327,10 +327,12 @@ def test_talk_button_wakes_and_long_press_cancels_with_a_hint(broker, rigs, pins
     engine.c.publish("segue/dev1/down/state", data, qos=1).wait_for_publish(5)
     wait(app, lambda: app.state == m.State.IDLE)
     assert app.gpio.orb_state == "branch_held"
-    # offline shows on the orb
+    # offline shows on the orb (recorded as it is set: the link may be back before the next look)
+    shown: list[str] = []
+    set_orb = app.gpio.set_orb
+    app.gpio.set_orb = lambda state: (shown.append(state), set_orb(state))[-1]
     app.link.drop_connection()
-    wait(app, lambda: not app.machine.online, wall_s=5)
-    assert app.gpio.orb_state == "offline"
+    wait(app, lambda: "offline" in shown, wall_s=5)
 
 
 # ---- dashboard commands ----------------------------------------------------------------------------

@@ -112,3 +112,28 @@ def test_resequencer_puts_a_devices_messages_back_in_order():
     assert out == [2, 3]
     reseq.tick(0.4, deliver)  # 4 never came: go on without it
     assert out == [2, 3, 5] and reseq.waited == 1
+
+
+def test_the_writer_thread_writes_behind_and_reports_a_refused_write(redis_url):
+    """A worker writes from a thread of its own (the engine's loop never waits for Redis): the fence
+    still refuses a stale owner, and says so through `on_lost` instead of an exception."""
+    a_tokens: dict[str, str] = {}
+    b_tokens: dict[str, str] = {}
+    lost: list[str] = []
+    a = make_store(redis_url, a_tokens).start_writer(on_lost=lost.extend)
+    b = make_store(redis_url, b_tokens)
+    try:
+        claimed = a.claim("dev1", "", "A")
+        a_tokens["dev1"] = claimed.token
+        a.save("dev1", {"device_id": "dev1", "n": 1})
+        a.log_event("dev1", "resume", {"word": 3})
+        assert a.drain()
+        assert b.load("dev1") == {"device_id": "dev1", "n": 1}
+        assert b.events("dev1") == [("resume", {"word": 3})]
+        b_tokens["dev1"] = b.claim("dev1", claimed.token, "B").token
+        a.save("dev1", {"device_id": "dev1", "n": 99})  # no exception here: the writer reports it
+        assert a.drain() and lost == ["dev1"]
+        assert b.load("dev1") == {"device_id": "dev1", "n": 1}
+    finally:
+        a.close()
+        b.close()

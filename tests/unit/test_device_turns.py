@@ -230,3 +230,19 @@ def test_a_barge_in_capture_does_not_end_on_a_short_silence_after_an_opening():
     mc.handle(m.AsrPartial(uid, "Wait.", audio_ms=1600.0, quick=True, turn_audio=0.9), 1.55)
     assert not finished(mc.handle(m.Tick(), 1.7))  # not the 0.25 s of a question to an idle device
     assert finished(mc.handle(m.Tick(), 2.11))  # the ordinary 0.7 s
+
+
+def test_a_complete_looking_statement_waits_the_ordinary_silence_a_question_does_not():
+    mc, uid = listening_capture()
+    mc.handle(m.SpeechPaused(2.0), 2.1)
+    mc.handle(m.AsrPartial(uid, "Tell me about the moon.", audio_ms=2100.0, quick=True), 2.15)
+    assert not finished(mc.handle(m.Tick(), 2.3))  # often extended: "... and its phases"
+    assert finished(mc.handle(m.Tick(), 2.71))
+    short, uid2 = listening_capture()
+    short.handle(m.SpeechPaused(2.0), 2.1)
+    short.handle(m.AsrPartial(uid2, "Okay, go back.", audio_ms=2100.0, quick=True), 2.15)
+    assert finished(short.handle(m.Tick(), 2.26))
+    anything, uid3 = listening_capture(eot_fast_questions_only=False)
+    anything.handle(m.SpeechPaused(2.0), 2.1)
+    anything.handle(m.AsrPartial(uid3, "Tell me about the moon.", audio_ms=2100.0, quick=True), 2.15)
+    assert finished(anything.handle(m.Tick(), 2.26))
