@@ -221,7 +221,8 @@ def test_real_whisper_recognises_the_request_after_the_wake_word(broker, rigs, d
     text = final["text"].lower()
     assert "weather" in text and "tomorrow" in text, text
     assert any(not u["final"] and u["text"] for u in utts), "no partial"
-    assert [w["w"] for w in final["words"]][-1].lower().startswith("tomorrow")
+    if final["words"]:  # the short final pass (the default) has no word timings; the window pass has
+        assert [w["w"] for w in final["words"]][-1].lower().startswith("tomorrow")
     print(f"\nend of speech -> final: {latency * 1000:.0f} ms (end_silence 700 ms + VAD + final pass)")
     # ~0.9 s on an idle 2-core x86 (700 ms of it the end-of-utterance silence); generous under load,
     # yet well below the max-length cut (15 s)

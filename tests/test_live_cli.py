@@ -106,7 +106,9 @@ def test_cli_processes_on_a_foreign_pulseaudio(tmp_path, broker):
             raise AssertionError(f"{e}\n{logs()}") from None
 
         wake_after = t_wake - phrase_end
-        request = next(r for r in llm.requests if r.path.endswith("/chat/completions"))
+        # The last request is the answer's: earlier ones may be speculative answers to partial transcripts
+        # ("What?"), cancelled when the final said more (issue 12; never voiced).
+        request = [r for r in llm.requests if r.path.endswith("/chat/completions")][-1]
         users = [m["content"] for m in request.messages if m.get("role") == "user"]
         pcm = ear.samples()
         t_req = time.monotonic()

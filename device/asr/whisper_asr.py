@@ -54,8 +54,8 @@ class WhisperSettings:
     cpu_threads: int = 2
     partials: bool = True
     quick_partials: bool = True  # partials from the quick pass; False: full passes (the baseline)
-    quick_first_s: float = 0.2  # first quick partial after this much audio since the first sound (a
-    #                            backchannel is resumed from it: "Yeah,", "Okay," and "Right," are heard at 0.2 s)
+    quick_first_s: float = 0.3  # first quick partial after this much audio since the first sound (at 0.2 s
+    #                            "Yeah," is heard, but an interruption's first word is too often "I" or "Uh")
     quick_interval_s: float = 0.25  # audio between quick partials
     quick_lead_s: float = 0.2  # zeros before the audio (an abrupt first consonant is heard better)
     quick_pad_s: float = 1.0  # zeros after the audio in the quick pass's mel

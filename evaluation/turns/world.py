@@ -25,7 +25,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,21 +38,15 @@ from device.config import AsrConfig, AudioSettings, DeviceConfig, DeviceIdentity
 from device.config import MqttSettings as DeviceMqtt
 from device.vad import VadSettings
 from evaluation.clock import PacedClock
+from evaluation.scenario import AudioSpec
 from evaluation.turns.columns import Column, baseline_segmenter
 
 log = logging.getLogger("segue.bench.turns")
 
 
-@dataclass(frozen=True)
-class CardSpec:
-    """What the virtual card models (see `evaluation.bench_turns`)."""
-
-    output_latency_ms: float = 100.0
-    echo_gain: float = 0.3
-    echo_delay_ms: float = 20.0
-    buffer_ms: float = 20.0
-    jitter_ms: float = 0.0
-    sample_rate: int = 16000
+# What the virtual card models is a scenario's `audio:` block (`evaluation.scenario.AudioSpec`); the
+# bench sets its echo and latency from the command line.
+CardSpec = AudioSpec
 
 
 class TurnWorld:

@@ -25,9 +25,10 @@ from typing import Callable, Optional
 from icp.device import commands as C
 from icp.device import events as E
 from icp.device.capture import Captures
+from icp.device.turns import Turns
 from icp.device.table import TABLE, Deadline, State, Step, Trigger
 from icp.dispositions import Hint
-from icp.turn_end import TurnEndSettings, end_of_turn
+from icp.turn_end import TurnEndSettings
 from icp.messages.playback import Action, PlaybackEvent
 from icp.messages.session import DeviceStatus, EventType
 from icp.messages.speech import WakeSource
@@ -67,7 +68,7 @@ class MachineSettings:
 
 
 @dataclass
-class DeviceMachine(Captures):
+class DeviceMachine(Captures, Turns):
     settings: MachineSettings = field(default_factory=MachineSettings)
     state: State = State.IDLE
     muted: bool = False
@@ -84,6 +85,7 @@ class DeviceMachine(Captures):
     _listen_since: float = 0.0
     _capture_since: float = 0.0
     _capture_from: float = 0.0        # audio time the capture's audio starts at (pre-roll included)
+    _barge_capture: bool = False      # the capture is of speech over a reply (a barge-in)
     _run_start: Optional[float] = None    # onset of the speech run in progress during a capture
     _silence_since: Optional[float] = None  # end of the user's last speech in the capture
     _spoke: bool = False
@@ -253,62 +255,6 @@ class DeviceMachine(Captures):
             self._spoke = True
             self._silence_since = at
 
-    def _on_speech_suspected(self, ev: E.SpeechSuspected, now: float) -> None:
-        """Pause on the first speech-like frame: what is handed to the card after it would play over
-        the user. Nothing is sent: only a confirmed onset is an `interrupt`."""
-        st = self.settings
-        if (self.muted or self.state is not State.SPEAKING or not st.bargein or not st.optimistic_pause
-                or st.min_interruption_s > 0 or self._suspect_at is not None):
-            return
-        self._suspect_at = now
-        self._go(Step.SUSPECT)
-        self._emit(C.PausePlayback())
-
-    def _on_speech_dismissed(self, ev: E.SpeechDismissed, now: float) -> None:
-        if self._suspect_at is not None:
-            self._dismiss(now)
-
-    def _dismiss(self, now: float) -> None:
-        """Not speech after all: play on from the exact sample the pause kept (a gap, no lost audio)."""
-        since, self._suspect_at = self._suspect_at, None
-        if self.state is not State.SPEAKING or since is None:
-            return
-        self.false_pauses += 1
-        self.false_pause_s += max(0.0, now - since)
-        self._go(Step.DISMISS)
-        self._emit(C.ResumePlayback())
-
-    def _on_speech_paused(self, ev: E.SpeechPaused, now: float) -> None:
-        self._barge_pending = None  # too short to interrupt (min_interruption_s)
-        if self.capture is None:
-            return
-        self._speech_quiet(ev.at)
-        if self.settings.semantic_eot and self._spoke:
-            self._eot = None
-            self._emit(C.QuickTranscript(self.capture))
-
-    def _judge(self, text: str, turn_audio: Optional[float]) -> float:
-        """How complete the turn looks: its words (`icp.turn_end`); when an audio model also listened,
-        a "complete" needs it to agree (words alone are fooled by Whisper's confident full stop on a
-        cut sentence), else the turn counts as unsure (the ordinary silence)."""
-        st = self.settings
-        score = end_of_turn(text).complete
-        unsure = (st.turn_end.complete_at + st.turn_end.incomplete_below) / 2
-        if turn_audio is not None and score >= st.turn_end.complete_at and turn_audio < st.audio_complete_at:
-            return unsure
-        if st.eot_fast_questions_only and score >= st.turn_end.complete_at and not _question_or_short(text):
-            # A statement or request ("Tell me about the moon.") is often extended after a breath ("...
-            # and its phases"); Whisper's "?" on a question is the stronger sign of a closed turn. Chosen
-            # after `segue-bench turns` showed such cut-offs (not a held-out decision).
-            return unsure
-        return score
-
-    def _on_speech_resumed(self, ev: E.SpeechResumed, now: float) -> None:
-        if self.capture is not None:
-            self._run_start = ev.at
-            self._silence_since = None
-            self._eot = None
-
     def _on_wake(self, ev: E.WakeDetected, now: float) -> None:
         if self.muted:
             return self._ignore(ev, "muted")
@@ -473,12 +419,6 @@ class DeviceMachine(Captures):
         if (self.state is State.LISTENING and self.utterance_id is None
                 and now - self._listen_since > st.listen_timeout_s):
             self._go(Deadline.LISTEN)
-
-
-def _question_or_short(text: str) -> bool:
-    """A question by Whisper's punctuation, or a turn of at most three words ("Stop.", "Okay, go back.")."""
-    t = text.strip()
-    return t.endswith("?") or len(t.split()) <= 3
 
 
 HANDLERS: dict[type, Callable[[DeviceMachine, object, float], None]] = {

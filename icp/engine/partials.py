@@ -37,6 +37,7 @@ import copy
 
 from icp import commands as C
 from icp import events as E
+from icp.classifier.text import content_tokens, tokens
 from icp.dispositions import ClassifyRequest, Disposition, Hint
 from icp.conversation import AssistantItem
 from icp.engine.core import normalise
@@ -55,6 +56,16 @@ SPECULATIVE = {True: (D.BRANCH, D.MODIFY), False: (D.NEW,)}  # by `speaking`: wh
 
 def is_partial_request(request_id: str) -> bool:
     return PARTIAL_MARK in request_id
+
+
+# Words that open an interruption as often as a backchannel: a partial of nothing else ("I", "Uh",
+# "So") is too early to resume on (live mode: "I" of "I wait, what is magma?" was absorbed early).
+OPENINGS = frozenset({"i", "uh", "um", "er", "so", "and", "but", "well", "oh", "hey", "you"})
+
+
+def _only_openings(text: str) -> bool:
+    words = content_tokens(tokens(text))
+    return all(w in OPENINGS for w in words)
 
 
 class Partials(Speech):
@@ -133,7 +144,7 @@ class Partials(Speech):
             self._ignore(ev, f"partial classification for {ev.request_id!r} after the utterance")
             return
         d = self._decide(ev.disposition, None, req.speaking, req.text)
-        if (d is D.ABSORB and req.speaking and self.settings.early_absorb
+        if (d is D.ABSORB and req.speaking and self.settings.early_absorb and not _only_openings(req.text)
                 and ev.confidence >= self.settings.early_absorb_confidence and self.utterance_hint is not Hint.CANCEL):
             self._absorb_early(req)
         elif d in SPECULATIVE[req.speaking] and self.settings.speculate and ev.confidence >= self.settings.speculate_confidence:

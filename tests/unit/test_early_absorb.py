@@ -152,8 +152,8 @@ def test_an_empty_final_after_an_early_absorb_is_an_absorb():
 def test_a_later_partial_of_the_absorbed_utterance_does_not_pause_again():
     sim = speaking_sim()
     interrupt(sim)
-    answer(sim, partial(sim, "uh"), Disposition.ABSORB)
-    out = sim.send(E.UtterancePartial(sim.now, "u1", "uh huh"))
+    answer(sim, partial(sim, "yeah"), Disposition.ABSORB)
+    out = sim.send(E.UtterancePartial(sim.now, "u1", "yeah yeah"))
     assert controls(out) == [] and sim.session.state is State.SPEAKING
     out = sim.send(E.InterruptReported(sim.now, "u1", sim.cursor()))  # a late report of the same speech
     assert sim.session.state is State.SPEAKING
@@ -182,3 +182,15 @@ def test_the_early_absorbed_reply_still_ends_and_the_context_holds_only_heard_wo
     last = sim.llm_requests[-1]
     said = [w for m in last if m["role"] == "assistant" for w in m["content"].split()]
     assert said == parent.words
+
+
+def test_a_partial_of_nothing_but_an_opening_is_not_resumed_on_even_when_called_absorb():
+    """Live mode: the first partial of "I wait, what is magma?" was "I" (a filler to the rules: ABSORB
+    0.97), the reply resumed over the user's question. An opening alone is too early to resume on."""
+    for opening in ("I", "Uh", "So"):
+        sim = speaking_sim()
+        interrupt(sim)
+        rid = partial(sim, opening)
+        assert rid is not None
+        assert controls(answer(sim, rid, Disposition.ABSORB)) == []
+        assert sim.session.state is State.INTERRUPTED
