@@ -49,7 +49,8 @@ def whisper_window() -> WhisperASR:
 
 
 @needs_espeak
-def test_the_short_final_pass_gets_the_words_without_timings(whisper):
+def test_the_short_final_pass_gets_the_words_without_timings():
+    whisper = WhisperASR(WhisperSettings(final_pass="short"))
     pcm = speech("what is the weather tomorrow")
     whisper.start()
     whisper.feed(pcm)

@@ -54,8 +54,9 @@ class WhisperSettings:
     cpu_threads: int = 2
     partials: bool = True
     quick_partials: bool = True  # partials from the quick pass; False: full passes (the baseline)
-    quick_first_s: float = 0.3  # first quick partial after this much audio since the first sound (at 0.2 s
-    #                            "Yeah," is heard, but an interruption's first word is too often "I" or "Uh")
+    quick_first_s: float = 0.2  # first quick partial after this much audio since the first sound (a
+    #                            backchannel is resumed from it: "Yeah,", "Okay," and "Right," are heard at 0.2 s;
+    #                            an opening alone such as "I" or "Uh" is never resumed on, icp.engine.partials)
     quick_interval_s: float = 0.25  # audio between quick partials
     quick_lead_s: float = 0.2  # zeros before the audio (an abrupt first consonant is heard better)
     quick_pad_s: float = 1.0  # zeros after the audio in the quick pass's mel
@@ -67,11 +68,12 @@ class WhisperSettings:
     min_partial_audio_s: float = 0.5  # no full-pass partial before this much audio
     max_partial_audio_s: float = 10.0  # no partials past this much audio (each costs more); final covers all
     beam_size: int = 5  # for the final pass; partials are greedy
-    # The final pass: "short" decodes (beam search) a mel as long as the audio, like `quick()`, in
-    # ~100-200 ms; "window" is faster-whisper's own pass over a 30 s window with word timestamps
-    # (~400-700 ms on 2 cores). The engine does not use the user's word timings; the answer waits
-    # for this pass, so it is on the path of every reply.
-    final_pass: str = "short"
+    # The final pass: "window" is faster-whisper's own pass over a 30 s window with word timestamps
+    # (~400-700 ms on 2 cores); "short" decodes (beam search) a mel as long as the audio, like `quick()`,
+    # in ~100-200 ms but misreads hums ("Mm hmm" -> "I'm Anton." one time in two in audio mode). A
+    # question ended by complete words skips this pass (its quick transcript is the final), so the
+    # answer's path does not wait for it; backchannels and interruptions are read by it.
+    final_pass: str = "window"
     vad_filter: bool = False  # the device's own VAD already cut the utterance
     silence_peak: int = 64  # int16 peak below which audio is silence: Whisper says "You" to silence
 

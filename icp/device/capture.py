@@ -43,7 +43,6 @@ class Captures:
         self._spoke = False
         self._eot, self._eot_text = None, ""
         self._capture_from = max(0.0, from_s)
-        self._barge_capture = self.state.value == "paused"  # speech over a reply (it may resume meanwhile)
         self._emit(C.StartCapture(self.capture, max(0.0, from_s)))
 
     def _finish_capture(self: "DeviceMachine") -> None:
@@ -123,7 +122,7 @@ class Captures:
         they look unfinished (the user is thinking mid-sentence), the ordinary one when not known."""
         st = self.settings
         verdict = self._verdict()
-        if verdict == "complete" and not self._barge_capture:
+        if verdict == "complete" and self.state.value != "paused":
             # (Not while the reply is paused on a barge-in: "Wait," or "Hold on," looks complete and is
             # an opening; cutting there would hand the classifier half an interruption. The engine
             # resumes a backchannel from the partials anyway, whatever the silence.)
@@ -140,7 +139,7 @@ class Captures:
         # (Not for speech over a paused reply: there the beam-search final reads a hum or an opening
         # better than the greedy quick pass, and a backchannel was resumed from the partials already.)
         if (self.settings.final_from_quick and self._verdict() == "complete" and text and uid is not None
-                and not self._barge_capture):
+                and self.state.value != "paused"):
             self._emit(C.CancelCapture(uid))
             self.capture = None
             self._final(uid, text, None)

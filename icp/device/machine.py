@@ -85,7 +85,6 @@ class DeviceMachine(Captures, Turns):
     _listen_since: float = 0.0
     _capture_since: float = 0.0
     _capture_from: float = 0.0        # audio time the capture's audio starts at (pre-roll included)
-    _barge_capture: bool = False      # the capture is of speech over a reply (a barge-in)
     _run_start: Optional[float] = None    # onset of the speech run in progress during a capture
     _silence_since: Optional[float] = None  # end of the user's last speech in the capture
     _spoke: bool = False
