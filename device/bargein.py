@@ -94,11 +94,12 @@ class BargeInDetector:
         # (Until the mean has seen `typical_warmup` frames of echo, the peak stands in for it.)
         typical = max(self._typical if self._learnt >= s.typical_warmup else self._coupling, s.echo_coupling_floor)
         self._suspect = speech or (rms >= s.suspect_min_rms and rms > s.suspect_margin * typical * ref_rms)
-        if ref_rms > s.min_rms and not speech and not self._suspect:  # never learn the user's voice as echo
+        if ref_rms > s.min_rms and not speech:  # the gate's peak learns as it always did
             c = self._coupling
             self._coupling = max(min(rms / ref_rms, c * s.echo_rise), c * s.echo_decay, s.echo_coupling_floor)
-            self._typical += s.typical_alpha * (min(rms / ref_rms, 4 * typical) - self._typical)
-            self._learnt += 1
+            if not self._suspect:  # the typical level never learns the user's voice as echo
+                self._typical += s.typical_alpha * (min(rms / ref_rms, 4 * typical) - self._typical)
+                self._learnt += 1
         self.last = FrameDecision(t, p, rms, ref_rms, speech)
         return speech
 
