@@ -13,7 +13,7 @@ BACKCHANNEL_WORDS: frozenset[str] = frozenset(
     nice neat great awesome interesting totally exactly true indeed gotcha gotchu fair sweet
     haha hahaha lol heh hah yum yummy ouch yikes jeez geez gosh damn dang wild crazy amazing
     fascinating lovely good fine go on keep going see i makes sense got it uhhuh mhm
-    continue understood ok yah sounds perfect really definitely absolutely cute funny
+    continue understood ok yah sounds perfect really definitely absolutely cute funny m mmm hm
     """.split()
 )
 
