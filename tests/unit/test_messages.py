@@ -1148,3 +1148,17 @@ def test_sequence_property_accepts_exactly_the_new_maxima(seqs):
         assert v.accepted == (seq > high)
         high = max(high, seq)
     assert tr.last_seq == high
+
+
+@pytest.mark.parametrize("field,value", [("false_pauses", -1), ("false_pauses", 1.5), ("false_pauses", "3"),
+                                         ("false_pause_ms", -0.1), ("false_pause_ms", "x")])
+def test_telemetry_false_pause_counts_are_validated(field, value):
+    doc = json.loads(encode(env(Telemetry(uptime_s=1.0, false_pauses=2, false_pause_ms=120.0))))
+    doc[field] = value
+    err = reject(doc, UP, "telemetry", field)
+    assert field in str(err)
+
+
+def test_telemetry_false_pause_counts_round_trip():
+    body = decode(encode(env(Telemetry(uptime_s=1.0, false_pauses=2, false_pause_ms=120.0))), UP, "telemetry").body
+    assert (body.false_pauses, body.false_pause_ms) == (2, 120.0)
