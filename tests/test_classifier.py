@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from evaluation.classify import DataError, evaluate, load_examples, train_and_test
 from icp.classifier import LexicalClassifier, StreamingClassifier, is_bare_stop
+from icp.classifier.cues import is_backchannel
 from icp.dispositions import Classification, ClassifyRequest, Disposition, Hint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +79,16 @@ def test_bare_stops(text: str) -> None:
 )
 def test_not_bare_stops(text: str) -> None:
     assert not is_bare_stop(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("Mm hmm", True), ("Mm-m-m.", True), ("Hm.", True), ("and m-m-m-m.", True), ("so yeah", True),
+     ("and", False), ("and then?", False), ("but what about Paris", False), ("so what", False)],
+)
+def test_backchannels_with_a_leading_conjunction(text: str, expected: bool) -> None:
+    """Audio mode heard a hummed "Mm hmm" as "and m-m-m-m." (the echo's last word in front)."""
+    assert is_backchannel(text) is expected
 
 
 # --- every label on clear examples -------------------------------------------------------------

@@ -7,6 +7,9 @@ from .lexicon import BACKCHANNEL_PHRASES, BACKCHANNEL_WORDS, REQUEST_WORDS, STOP
 from .text import FILLERS, NOISE, content_tokens, tokens
 
 
+LEADING_CONJUNCTIONS: frozenset[str] = frozenset({"and", "so", "but"})
+
+
 def words(text: str) -> list[str]:
     """Content tokens of an utterance (fillers, noise, stutters removed)."""
     return content_tokens(tokens(text))
@@ -40,6 +43,11 @@ def is_backchannel(text: str) -> bool:
     if not ws:
         return True
     rest = _strip_phrases(ws, BACKCHANNEL_PHRASES)
+    # A leading "and"/"so"/"but" before nothing but backchannel words asks for nothing either
+    # ("and mm", "so yeah"); it is also what the echo canceller's residue of the reply's last
+    # word turns into at the start of a hum (audio mode heard "Mm hmm" as "and m-m-m-m.").
+    while len(rest) > 1 and rest[0] in LEADING_CONJUNCTIONS:
+        rest = rest[1:]
     return all(w in BACKCHANNEL_WORDS for w in rest)
 
 
