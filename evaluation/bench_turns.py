@@ -38,8 +38,9 @@ Metrics (all on the card's clock, from the ear tap and the mic; `evaluation.turn
 - absorb_gap_ms: while the agent speaks the user backchannels; how long the reply stays silent at
   the ear between the pause and the resumption of the same segment; 0 when playback never paused
   (`paused` counts the trials that did); a reply never resumed is counted in `not_resumed`.
-- first_audio_ms: from idle (talk button) the user asks a question; last user sample -> first reply
-  sample at the ear (the output latency included: that is what the listener waits).
+- first_audio_ms: from idle (talk button) the user asks a question; last user sample -> first audible
+  reply sample at the ear (louder than ~-41 dBFS: the voice's leading silence is not an answer yet;
+  the output latency included: that is what the listener waits).
 - user_cutoffs: questions with an internal pause of 0.5-1.0 s; a cut-off is a final utterance sent
   before the user's last sample, or more than one final for the turn.
 - false_pauses_per_min: pauses inside agent speech (a gap at the ear after which the same segment

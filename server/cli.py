@@ -34,7 +34,7 @@ settings (TOML file given with --config; every one has a default):
            client_id, keepalive_s = 30
   [llm]    base_url = "http://127.0.0.1:8080/v1" (any OpenAI-compatible endpoint: OpenAI,
            llama.cpp's server, vLLM, Ollama), model = "smollm2", api_key (or env OPENAI_API_KEY),
-           timeout_s = 30, temperature
+           timeout_s = 30, temperature, max_streams = 32 (replies streamed at once; more wait)
   [tts]    backend = "auto" (best offline: piper, else espeak-ng) | piper | espeak | openai,
            sample_rate = 16000, voice, model
   [classifier] backend = "local" | llm | auto (local, and the LLM where it is unsure),
@@ -48,7 +48,8 @@ settings (TOML file given with --config; every one has a default):
            classify_timeout_s = 3, bridge = "Right, as I was saying,", max_tokens = 400,
            background_max_words = 250 (how far a held parent may keep generating), system_prompt,
            undo_window_s = 20 (idle time during which "no, go back" undoes a CANCEL or MODIFY; 0: off),
-           segmenter = {first_min_words, first_max_words, min_words, max_words}
+           segmenter = {first_min_words, first_max_words, first_phrase_words = 4 (the first segment may
+           end before "with", "because", "and"... after this many words; 0: off), min_words, max_words}
 
 Secrets are read from the environment or the file and never logged.
 """

@@ -11,7 +11,7 @@ import pytest
 from icp.words import WordTiming, split_words
 from server.tts import Synthesis, TTSError, create_tts
 from server.tts.align import edit_alignment, label_phonemes
-from server.tts.base import check_timings, resample
+from server.tts.base import check_timings, resample, trim_leading_silence
 from server.tts.factory import piper_available
 from server.tts.espeak import find_libespeak
 from server.tts.estimate import estimate_word_timings
@@ -201,3 +201,30 @@ def test_word_timing_error_against_whisper() -> None:
 
 def test_wordtiming_type_is_the_core_one() -> None:
     assert WordTiming.__module__ == "icp.words"
+
+
+def test_leading_silence_is_trimmed_and_timings_move_with_it() -> None:
+    rate = 16000
+    pcm = np.zeros(rate, dtype=np.int16)
+    pcm[1600:4000] = 5000  # the first word's sound from 100 ms
+    words = (WordTiming("Hello", 110.0, 250.0), WordTiming("there", 260.0, 400.0))
+    syn = Synthesis(pcm.astype("<i2").tobytes(), rate, words)
+    out = trim_leading_silence(syn, keep_ms=10.0)
+    assert out.duration_ms == pytest.approx(syn.duration_ms - 90.0)
+    assert out.words[0].start_ms == pytest.approx(20.0) and out.words[1].end_ms == pytest.approx(310.0)
+    loud = np.flatnonzero(np.abs(out.samples()) > 300)
+    assert loud[0] == 160  # 10 ms of the silence kept
+    check_timings("Hello there", out.words, out.duration_ms)
+    # A word timed to start before its sound: the cut stops before the timing, not the sound.
+    early = Synthesis(syn.pcm, rate, (WordTiming("Hello", 30.0, 250.0), WordTiming("there", 260.0, 400.0)))
+    assert trim_leading_silence(early).words[0].start_ms == pytest.approx(10.0)
+    silent = Synthesis(bytes(3200), rate, (WordTiming("Hm", 0.0, 50.0),))
+    assert trim_leading_silence(silent) is silent
+
+
+@pytest.mark.slow  # loading the voice takes 3-10 s
+@needs_piper
+def test_piper_output_starts_within_a_few_ms(piper) -> None:
+    syn = piper.synthesise("That is a good question ")
+    loud = np.flatnonzero(np.abs(syn.samples().astype(np.int32)) > 300)
+    assert loud[0] / syn.sample_rate * 1000.0 <= 15.0

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from device.audio.virtual import EarTap
 
 
@@ -94,6 +96,23 @@ def first_agent_after(tap: EarTap, t: float) -> float | None:
     for s in tap.spans:
         if s.ear_sample + s.count > m:
             return max(s.ear_sample, m) / tap.sample_rate
+    return None
+
+
+def first_audible_after(tap: EarTap, t: float, level: int = 300) -> float | None:
+    """Time of the first agent sample at or after t that is louder than `level` (~-41 dBFS): what a
+    listener hears first. A voice's leading silence (piper's is 50-65 ms) is agent audio but not
+    yet an answer, so first-audio latency is timed to this, not to `first_agent_after`."""
+    m = tap.sample_index(t)
+    pcm = tap.pcm
+    for s in tap.spans:
+        end = s.ear_sample + s.count
+        if end <= m:
+            continue
+        lo = max(s.ear_sample, m)
+        loud = np.flatnonzero(np.abs(pcm[lo:end].astype(np.int32)) > level)
+        if loud.size:
+            return (lo + int(loud[0])) / tap.sample_rate
     return None
 
 

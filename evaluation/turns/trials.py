@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from device import machine as dm
-from evaluation.turns.ear import first_agent_after, gaps, run_at, stop_after
+from evaluation.turns.ear import first_agent_after, first_audible_after, gaps, run_at, stop_after
 from evaluation.turns.world import TurnWorld
 from icp.messages import Utterance
 
@@ -119,8 +119,8 @@ def question(w: TurnWorld, i: int, rng: random.Random) -> Trial:
     tr = Trial("question", i, text)
     _wake(w)
     tr.user_start, tr.user_end = w.say(trim(speech(text)))
-    if w.run_until(lambda: first_agent_after(w.card.ear, tr.user_start) is not None, 20.0):
-        first = first_agent_after(w.card.ear, tr.user_start)
+    if w.run_until(lambda: first_audible_after(w.card.ear, tr.user_start) is not None, 20.0):
+        first = first_audible_after(w.card.ear, tr.user_start)
         assert first is not None
         tr.value_ms = 1000.0 * (first - tr.user_end)
     else:

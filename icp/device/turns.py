@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Optional
 from icp.device import commands as C
 from icp.device import events as E
 from icp.device.table import State, Step
-from icp.turn_end import end_of_turn
+from icp.turn_end import WH_WORDS, end_of_turn
 
 if TYPE_CHECKING:
     from icp.device.machine import DeviceMachine
@@ -84,8 +84,14 @@ class Turns:
 
 
 def _question_or_short(text: str) -> bool:
-    """A question of three words or more by Whisper's punctuation ("What?" alone is too often the first
-    word of one: found in live mode), or a command of at most three words ("Stop.", "Okay, go back.")."""
+    """A question of three words or more ("What?" alone is too often the first word of one: found in
+    live mode), or a command of at most three words ("Stop.", "Okay, go back."). A question by
+    Whisper's "?" or by its first word: Whisper writes a question a TTS voice reads flatly with a full
+    stop ("who wrote Romeo and Juliet."; found by `segue-bench turns`); whether the words are finished
+    is `end_of_turn`'s to say ("Who wrote the" stays incomplete)."""
     t = text.strip()
-    n = len(t.split())
-    return n >= 3 if t.endswith("?") else n <= 3
+    words = t.split()
+    n = len(words)
+    if n >= 3 and (t.endswith("?") or words[0].lower().strip(",.!?") in WH_WORDS):
+        return True
+    return n <= 3 and not t.endswith("?")

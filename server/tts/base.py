@@ -66,6 +66,26 @@ def to_pcm16(samples: np.ndarray) -> bytes:
     return np.clip(np.round(samples), -32768, 32767).astype("<i2").tobytes()
 
 
+def trim_leading_silence(syn: Synthesis, keep_ms: float = 10.0, level: int = 300) -> Synthesis:
+    """Drop the silence a voice puts before the first word (piper: ~50-65 ms), keeping `keep_ms`.
+
+    Every millisecond of it is a millisecond more between the end of the user's turn and the first
+    sound they hear. Never cuts into the first word: the cut stops `keep_ms` before both the first
+    sample louder than `level` and the first word's timed start, and every timing moves with it.
+    """
+    pcm = syn.samples()
+    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > level)
+    if not loud.size or not syn.words:
+        return syn
+    first_ms = min(loud[0] / syn.sample_rate * 1000.0, syn.words[0].start_ms)
+    cut = int(max(0.0, first_ms - keep_ms) * syn.sample_rate / 1000.0)
+    if cut <= 0:
+        return syn
+    shift = cut / syn.sample_rate * 1000.0
+    words = tuple(WordTiming(w.word, max(0.0, w.start_ms - shift), max(0.0, w.end_ms - shift)) for w in syn.words)
+    return Synthesis(syn.pcm[2 * cut :], syn.sample_rate, words)
+
+
 def check_timings(text: str, words: tuple[WordTiming, ...], duration_ms: float) -> None:
     """Raise if `words` break the contract the engine relies on (one per token, ordered, inside)."""
     tokens = split_words(text)

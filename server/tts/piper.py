@@ -20,7 +20,7 @@ import numpy as np
 
 from icp.words import WordTiming, split_words
 from server.tts.align import label_phonemes, token_spans
-from server.tts.base import DEFAULT_SAMPLE_RATE, Synthesis, TTSError, check_timings, resample, to_pcm16
+from server.tts.base import DEFAULT_SAMPLE_RATE, Synthesis, TTSError, check_timings, resample, to_pcm16, trim_leading_silence
 
 log = logging.getLogger(__name__)
 
@@ -109,4 +109,4 @@ class PiperTTS:
             WordTiming(tok, min(s, duration_ms), min(e, duration_ms)) for tok, (s, e) in zip(tokens, spans)
         )
         check_timings(text, words, duration_ms)
-        return Synthesis(to_pcm16(out), self.sample_rate, words)
+        return trim_leading_silence(Synthesis(to_pcm16(out), self.sample_rate, words))

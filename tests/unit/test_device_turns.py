@@ -260,3 +260,13 @@ def test_after_an_early_resume_the_capture_ends_at_the_first_complete_pause():
     mc.handle(m.SpeechPaused(1.5), 1.6)
     mc.handle(m.AsrPartial(uid, "Uh-huh, got it.", audio_ms=1800.0, quick=True), 1.65)
     assert finished(mc.handle(m.Tick(), 1.76))
+
+
+def test_a_question_is_known_by_its_mark_or_its_first_word():
+    from icp.device.turns import _question_or_short
+
+    assert _question_or_short("How far away is the moon?")
+    assert _question_or_short("who wrote Romito and Juliet.")  # read flatly, written with a full stop
+    assert _question_or_short("Stop.") and _question_or_short("Okay, go back.")
+    assert not _question_or_short("What?")  # too often the first word of a longer question
+    assert not _question_or_short("Tell me about the moon.")  # a statement waits the ordinary silence
