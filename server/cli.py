@@ -34,7 +34,7 @@ settings (TOML file given with --config; every one has a default):
            client_id, keepalive_s = 30
   [llm]    base_url = "http://127.0.0.1:8080/v1" (any OpenAI-compatible endpoint: OpenAI,
            llama.cpp's server, vLLM, Ollama), model = "smollm2", api_key (or env OPENAI_API_KEY),
-           timeout_s = 30, temperature, max_streams = 32 (replies streamed at once; more wait)
+           timeout_s = 30, temperature, max_streams = 128 (replies streamed at once; more wait)
   [tts]    backend = "auto" (best offline: piper, else espeak-ng) | piper | espeak | openai,
            sample_rate = 16000, voice, model
   [classifier] backend = "local" | llm | auto (local, and the LLM where it is unsure),

@@ -100,6 +100,8 @@ class Engine:
         self.owns: Callable[[str], bool] | None = None  # several workers: act only for devices owned here
         self.metrics: Any = None  # server.metrics.EngineMetrics when --metrics-port is set
         self._tts_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tts")
+        # Reply streams: threads reused, not started per reply (starting one made the loop wait for it).
+        self._gen_pool = ThreadPoolExecutor(max_workers=settings.llm.max_streams, thread_name_prefix="gen")
         self._classify_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="classify")
         self._llm = llm_client or make_client(settings.llm.base_url, settings.llm.api_key, settings.llm.timeout_s)
         self._thread: threading.Thread | None = None
@@ -126,6 +128,7 @@ class Engine:
             self._thread.join(5)
         self._tts_pool.shutdown(wait=False, cancel_futures=True)
         self._classify_pool.shutdown(wait=False, cancel_futures=True)
+        self._gen_pool.shutdown(wait=False, cancel_futures=True)
 
     def post(self, device_id: str, event: E.Event) -> None:
         """Thread-safe: the only way anything reaches a session."""
@@ -173,12 +176,14 @@ class Engine:
                 except Exception:
                     log.exception("engine task failed")
                 continue
-            device_id, event = item
-            try:
-                self._handle(device_id, event)
-            except Exception:  # a bug must not end every device's conversation
-                log.exception("device=%s internal error handling %s", device_id, type(event).__name__)
-                self.counters["internal_error"] += 1
+            self._dispatch(*item)
+
+    def _dispatch(self, device_id: str, event: E.Event) -> None:
+        try:
+            self._handle(device_id, event)
+        except Exception:  # a bug must not end every device's conversation
+            log.exception("device=%s internal error handling %s", device_id, type(event).__name__)
+            self.counters["internal_error"] += 1
 
     # -- sessions -------------------------------------------------------------------------------------
     def _device(self, device_id: str) -> _Device:
@@ -365,7 +370,10 @@ class Engine:
             # After a cancel the core has already closed this generation; the event is then a no-op.
             self.post(device_id, E.GenerationFinished(self.clock(), cmd.generation_id))
 
-        threading.Thread(target=run, name=f"gen-{cmd.generation_id}", daemon=True).start()
+        try:
+            self._gen_pool.submit(run)  # queued while max_streams replies stream; a cancel still finds it
+        except RuntimeError:  # the pool is shut down: the engine is stopping
+            self.streams.pop(key, None)
 
     def _synthesise(self, device_id: str, sample_rate: int, cmd: C.Synthesise) -> None:
         try:

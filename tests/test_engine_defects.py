@@ -171,7 +171,8 @@ def test_a_segment_whose_audio_is_missing_is_sent_again(broker, tmp_path):
         assert all(s.seg.prev == p.seg.segment for p, s in zip(again[start:], again[start + 1:]))
         assert " ".join(s.seg.text for s in again[start:]).split() == reply.split()
         sent = [c.segment.segment for _, c in seen.of(C.SendSegment)]
-        assert 2 in sent and app.engine.devices["dev1"].session.conv.segments[1].dropped
+        segments = app.engine.devices["dev1"].session.conv.segments
+        assert 2 in sent and next(s for s in segments if s.id == 2).dropped  # by id: not every run cuts alike
     finally:
         device.stop()
         app.stop()
