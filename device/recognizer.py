@@ -21,7 +21,6 @@ import queue
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Optional
 
 import numpy as np
@@ -39,10 +38,6 @@ class AsrWorker:
         # optional: without it (or when it cannot load) the machine judges the words alone.
         self._turn_factory = turn_factory
         self.turn_model = None
-        # The audio model runs beside the quick Whisper pass, not after it: ONNX Runtime and
-        # CTranslate2 both release the GIL, so on two cores or more the end-of-turn verdict comes one
-        # model call (~55 ms here) sooner.
-        self._turn_pool: Optional[ThreadPoolExecutor] = None
         self._q: "queue.Queue[tuple]" = queue.Queue()
         self.results: deque[m.Event] = deque()
         self.ready = threading.Event()
@@ -64,8 +59,6 @@ class AsrWorker:
         self._q.put(("stop",))
         if self._thread.is_alive():
             self._thread.join(timeout)
-        if self._turn_pool is not None:
-            self._turn_pool.shutdown(wait=False, cancel_futures=True)
 
     def begin(self, uid: str) -> None:
         self._q.put(("start", uid))
@@ -119,30 +112,19 @@ class AsrWorker:
             finally:
                 self._busy = False
 
-    def _turn_audio_start(self, uid: str) -> Optional["Future[Optional[float]]"]:
-        """Start the audio end-of-turn model on the capture so far, on its own thread (None: no model
-        or no audio); `_turn_audio_result` waits for it."""
+    def _turn_audio(self, uid: str) -> Optional[float]:
+        """P(the turn is over) from the audio end-of-turn model, or None (no model, no audio, failure)."""
         audio = getattr(self.asr, "audio", None)
         if self.turn_model is None or audio is None:
             return None
-        if self._turn_pool is None:
-            self._turn_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turn-audio")
-        return self._turn_pool.submit(self._turn_audio, uid, audio(), self._fed_ms)
-
-    def _turn_audio(self, uid: str, pcm: np.ndarray, fed_ms: float) -> Optional[float]:
-        """P(the turn is over) from the audio end-of-turn model, or None (failure)."""
         t0 = time.monotonic()
         try:
-            p = float(self.turn_model.probability(pcm))  # type: ignore[union-attr]
+            p = float(self.turn_model.probability(audio()))
         except Exception:  # the words still decide
             log.exception("audio end-of-turn model failed on %s", uid)
             return None
-        self.timings.append(("turn_audio", fed_ms, (time.monotonic() - t0) * 1000))
+        self.timings.append(("turn_audio", self._fed_ms, (time.monotonic() - t0) * 1000))
         return min(1.0, max(0.0, p))
-
-    @staticmethod
-    def _turn_audio_result(future: Optional["Future[Optional[float]]"]) -> Optional[float]:
-        return None if future is None else future.result()
 
     def _handle(self, item: tuple) -> None:
         op, uid = item[0], item[1]
@@ -179,7 +161,6 @@ class AsrWorker:
             if self._current != uid:
                 return  # finished already (its final is on the way) or never started
             text, audio_ms = self._partial, self._fed_ms  # a backend without a quick pass: its latest
-            turn_audio = self._turn_audio_start(uid)
             quick = getattr(self.asr, "quick", None)
             if quick is not None:
                 t0 = time.monotonic()
@@ -192,9 +173,7 @@ class AsrWorker:
                     text, audio_ms = p.text, p.audio_ms
             if uid not in self._cancelled:
                 self.results.append(m.AsrPartial(uid, text, audio_ms=audio_ms, quick=True,
-                                                 turn_audio=self._turn_audio_result(turn_audio)))
-            else:
-                self._turn_audio_result(turn_audio)  # never leave it running into the next op
+                                                 turn_audio=self._turn_audio(uid)))
         elif op == "finish":
             if self._current != uid:
                 self.results.append(m.AsrFailed(uid, "finish without start"))

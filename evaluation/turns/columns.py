@@ -33,8 +33,8 @@ COLUMNS = ("segue", "baseline")
 # (where, field, value): `where` names the settings object the bench builds (see `apply`).
 BASELINE: tuple[tuple[str, str, Any], ...] = (
     ("vad", "onset_frames", 10),
-    # segue's pause (a possible turn end) came down from 5 to 3 frames; the baseline keeps 5: in it a
-    # pause only restarts the minimum-interruption clock, and 60 ms gaps would restart it more often.
+    # Pinned (segue's default is the same today): in the baseline a pause only restarts the
+    # minimum-interruption clock, so a shorter one would make it miss more barge-ins.
     ("vad", "pause_frames", 5),
     ("machine", "end_silence_s", 0.8),
     ("asr_config", "end_silence_ms", 800.0),
