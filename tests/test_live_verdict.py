@@ -35,7 +35,7 @@ def _segment(sid: int, item: str, words: list[str], prev: int) -> Segment:
     return Segment(sid, item, "t1" if item == "a1" else "t2", " ".join(words), timings, 0, SR, len(words) * 4000, prev)
 
 
-def _run(assistant_said: str) -> LiveRun:
+def _run(assistant_said: str, interrupt_at: float = 1.95) -> LiveRun:
     seg1 = _segment(1, "a1", "one two three four five six seven eight".split(), 0)
     seg2 = _segment(2, "a2", "nine ten".split(), 0)
     pcm = {1: _noise(seg1.samples, 1), 2: _noise(seg2.samples, 2)}
@@ -64,7 +64,7 @@ def _run(assistant_said: str) -> LiveRun:
     events = [
         ev(0.9, "up", "utterance", Utterance("u1", True, "tell me numbers")),
         ev(0.95, "down", "segment", seg1),
-        ev(1.95, "up", "interrupt", Interrupt("u2", Cursor(1, 16000), 1950.0)),
+        ev(interrupt_at, "up", "interrupt", Interrupt("u2", Cursor(1, 16000), 1000.0 * interrupt_at)),
         ev(2.6, "up", "utterance", Utterance("u2", True, "wait what")),
         ev(2.61, "down", "control", Control(Action.FLUSH, "BRANCH")),
         ev(2.65, "down", "segment", seg2),
@@ -92,6 +92,15 @@ def test_verdict_from_the_recordings_and_the_wire() -> None:
     assert rep["live"]["capture_detect_ms"]["p50"] == pytest.approx(50.0, abs=12)
     assert rep["live"]["dropouts"]["count"] == 0
     assert result.passed, result.failures
+
+
+def test_an_interrupt_heard_before_the_recording_places_the_turn_is_not_the_previous_turns() -> None:
+    """A live finding: the device's interrupt came more than 0.3 s before the start the mic recording
+    gave the barge-in turn, so it fell in the previous turn's window and renamed that turn's
+    utterance: turn 1 was judged by turn 2's flush (NEW expected, BRANCH got)."""
+    rep = live_verdict(_run("one two three four", interrupt_at=1.5), transcribe=False).report
+    assert rep["dispositions"] == [{"turn": 1, "expected": "NEW", "got": "NEW"},
+                                   {"turn": 2, "expected": "BRANCH", "got": "BRANCH"}]
 
 
 def test_phantom_and_lost_words_keep_one_word_of_tolerance_at_the_cut() -> None:

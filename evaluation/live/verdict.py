@@ -64,7 +64,9 @@ def _fill_turns(run: LiveRun, placed: dict[int, Located]) -> None:
             t = _ev_time(run, ev)
             if not (turn.start - 0.3 <= t < nxt):
                 continue
-            if isinstance(ev.body, Interrupt) and not turn.interrupted:
+            # A turn's own interrupt comes before its final: one after it is the next turn's (whose
+            # start the recording may place a little after the device heard it).
+            if isinstance(ev.body, Interrupt) and not turn.interrupted and turn.text_heard is None:
                 turn.interrupted, turn.interrupt_cursor = True, ev.body.cursor
                 turn.utterance_id = ev.body.utterance_id
             elif isinstance(ev.body, Utterance) and ev.body.final and turn.text_heard is None:
