@@ -25,7 +25,7 @@ PHRASE_OPENERS: frozenset[str] = frozenset(
     during through between among by via per against toward towards
     """.split()
 )
-_WORD_THEN_SPACE = re.compile(r"\s+([A-Za-z']+)\s")
+_WORD_THEN_SPACE = re.compile(r"\s+([A-Za-z']+)(?=\s)")  # the next space is left for the next word
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,14 +176,12 @@ class Engine:
                 except Exception:
                     log.exception("engine task failed")
                 continue
-            self._dispatch(*item)
-
-    def _dispatch(self, device_id: str, event: E.Event) -> None:
-        try:
-            self._handle(device_id, event)
-        except Exception:  # a bug must not end every device's conversation
-            log.exception("device=%s internal error handling %s", device_id, type(event).__name__)
-            self.counters["internal_error"] += 1
+            device_id, event = item
+            try:
+                self._handle(device_id, event)
+            except Exception:  # a bug must not end every device's conversation
+                log.exception("device=%s internal error handling %s", device_id, type(event).__name__)
+                self.counters["internal_error"] += 1
 
     # -- sessions -------------------------------------------------------------------------------------
     def _device(self, device_id: str) -> _Device:

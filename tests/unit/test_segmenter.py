@@ -24,6 +24,12 @@ def test_first_segment_ends_before_a_phrase_opener_after_enough_words() -> None:
     assert first_segment("The ocean covers most of our planet and holds") == "The ocean covers most of our planet "
 
 
+def test_every_word_is_a_candidate_opener_not_every_second_one() -> None:
+    """The word scan once consumed the space after each word, so the next word was never looked at."""
+    assert first_segment("one two three four and five six") == "one two three four "
+    assert first_segment("one two three four five and six seven") == "one two three four five "
+
+
 def test_phrase_cut_waits_for_the_opener_to_be_a_whole_word() -> None:
     assert first_segment("That is a good question with") is None  # "with" may be "within"
     assert first_segment("That is a good question within") is None
