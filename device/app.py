@@ -378,10 +378,10 @@ class DeviceApp(Executors):
     def _execute(self, cmd: m.Command) -> None:
         EXECUTORS[type(cmd)](self, cmd)  # device/executors.py: one translation per command type
 
-    def _start_capture(self, uid: str, from_s: float) -> None:
+    def _start_capture(self, uid: str, from_s: float, over_speech: bool = False) -> None:
         if self.asr is None:
             return
-        self.asr.begin(uid)
+        self.asr.begin(uid, over_speech)
         self._capturing = uid
         sr = self.mic.sample_rate  # the ring holds the mic path's 16 kHz audio, whatever the card's rate
         for t, pcm in self._ring:  # pre-roll: the audio since `from_s` the mic path already cleaned

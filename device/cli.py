@@ -61,7 +61,9 @@ Settings (TOML, every key optional; flags below override the file; device/exampl
              hand, else faster-whisper) | vosk | faster-whisper; language ("en"), models_dir,
              vosk_model (dir), whisper_model (CTranslate2 dir; default the bundled tiny.en),
              whisper_threads (2), partials (true), quick_partials (true: 60 ms short-context partials
-             every 0.25 s; false: a full pass every partial_interval_s (1.0)), end_silence_ms (700:
+             every 0.25 s; false: a full pass every partial_interval_s (1.0)), over_speech_prompt
+             (" Mm-hmm. Uh-huh.": what Whisper is told came before a barge-in, so hums read as hums;
+             "" = none), end_silence_ms (700:
              silence that ends an utterance), max_utterance_s (15), min_speech_ms (300), preroll_ms (300)
   [gpio]     enabled (false), orb_pins ([17, 27, 22] BCM red/green/blue; [] = no orb),
              orb_active_high (true; false for common anode), orb_pwm (true), orb_brightness (1.0),

@@ -116,6 +116,9 @@ class AsrConfig:
     partial_interval_s: float = 1.0    # faster-whisper: audio between full-pass partials (quick_partials off)
     quick_partials: bool = True        # faster-whisper: partials from a short-context pass, 0.3 s after the
     #                                    first sound and every 0.25 s (~60 ms each instead of ~370 ms)
+    # faster-whisper: the prompt for a barge-in over the agent's speech, where hums are expected
+    # (tiny.en writes "Mm hmm" as "And then" without it); "" = none
+    over_speech_prompt: str = " Mm-hmm. Uh-huh."
     end_silence_ms: float = 700.0      # silence after speech that ends the utterance
     max_utterance_s: float = 15.0
     min_speech_ms: float = 300.0       # speech still going at the wake shorter than this is its tail

@@ -56,7 +56,7 @@ class Executors:
         self._send(Hello(self.backend.sample_rate, self.capabilities(), self.config.device.software))
 
     def _x_start_capture(self: "DeviceApp", cmd: m.StartCapture) -> None:
-        self._start_capture(cmd.utterance_id, cmd.from_s)
+        self._start_capture(cmd.utterance_id, cmd.from_s, cmd.over_speech)
 
     def _x_finish_capture(self: "DeviceApp", cmd: m.FinishCapture) -> None:
         if self.asr is not None:

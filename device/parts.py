@@ -50,7 +50,8 @@ def build_asr(config: DeviceConfig):
                            vosk_models={lang: Path(a.vosk_model)} if a.vosk_model else {},
                            whisper_model=Path(a.whisper_model) if a.whisper_model else None)
     whisper = WhisperSettings(cpu_threads=a.whisper_threads, partials=a.partials,
-                              partial_interval_s=a.partial_interval_s, quick_partials=a.quick_partials)
+                              partial_interval_s=a.partial_interval_s, quick_partials=a.quick_partials,
+                              over_speech_prompt=a.over_speech_prompt)
     return create_asr(a.backend, ASRSettings(language=lang, models=models, whisper=whisper))
 
 

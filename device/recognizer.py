@@ -60,8 +60,8 @@ class AsrWorker:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
-    def begin(self, uid: str) -> None:
-        self._q.put(("start", uid))
+    def begin(self, uid: str, over_speech: bool = False) -> None:
+        self._q.put(("start", uid, over_speech))
 
     def feed(self, uid: str, pcm: np.ndarray) -> None:
         self._q.put(("feed", uid, pcm))
@@ -141,7 +141,10 @@ class AsrWorker:
                 self.results.append(m.AsrPartial(uid, "", quick=True))
             return
         if op == "start":
-            self.asr.start()
+            if item[2]:  # a barge-in over the agent's speech
+                self.asr.start(over_speech=True)
+            else:
+                self.asr.start()
             self._current, self._fed_ms, self._partial = uid, 0.0, ""
         elif op == "feed":
             if self._current != uid:

@@ -15,8 +15,9 @@ from device.asr.base import Partial
 from device.asr.repeats import cut_repeats
 from device.asr.whisper_asr import WhisperASR, WhisperSettings
 from device.recognizer import AsrWorker
+from icp.classifier.cues import is_backchannel
 from evaluation.hearing import normalize
-from tests.audio_fixtures import frames, silence
+from tests.audio_fixtures import frames, noise, silence
 
 
 @pytest.mark.parametrize("text, sound_s, want", [
@@ -62,6 +63,38 @@ def test_quick_transcribes_a_whole_utterance_without_repeating_itself(whisper, v
     assert isinstance(p, Partial) and p.audio_ms == pytest.approx(len(pcm) / 16)
     assert normalize(p.text) == normalize(text), p.text
     assert took_ms < 1000  # ~20-150 ms on two cores; generous for a loaded test machine
+
+
+@pytest.mark.parametrize("text", ["Mm hmm.", "Mhm.", "Uh huh."])
+def test_a_barge_in_hears_a_hum_as_a_hum(whisper, voice, text) -> None:
+    """Over the agent's speech the prompt makes tiny.en write a hum as one (unprompted: "And then,
+    then." / "Nam, Nam, Nam."), in the final pass and in the quick pass at 0.3 s; the same audio
+    outside a barge-in is transcribed as before (no prompt)."""
+    pcm = voice(text)
+    first = int(np.flatnonzero(np.abs(pcm.astype(np.int32)) >= 64)[0])
+    whisper.start(over_speech=True)
+    whisper.feed(pcm[:first + 4800], partials=False)
+    quick = whisper.quick().text
+    # the rest as a mic delivers it, with the room's faint noise, and the silence that ends the turn
+    tail = pcm[first + 4800:].astype(np.int32) + noise(len(pcm[first + 4800:]) * 1000 // 16000 + 1, 40)[
+        : len(pcm) - first - 4800]
+    for chunk in frames(np.concatenate([tail.astype(np.int16), noise(800, 40)]), 320):
+        whisper.feed(chunk, partials=False)
+    final = whisper.finish().text
+    # a hum, as the classifier's backchannel test reads it (it also takes "" for one: not here)
+    assert normalize(quick) and is_backchannel(quick), quick
+    assert normalize(final) and is_backchannel(final), final
+
+
+@pytest.mark.parametrize("text", ["No, stop there.", "Wait, what's that?", "Sorry, can I ask something?"])
+def test_a_barge_in_prompt_leaves_words_alone(whisper, voice, text) -> None:
+    pcm = voice(text)
+    whisper.start(over_speech=True)
+    whisper.feed(pcm, partials=False)
+    quick = whisper.quick().text
+    final = whisper.finish().text
+    assert normalize(quick) == normalize(text), quick
+    assert normalize(final) == normalize(text), final
 
 
 def test_quick_on_a_short_prefix_and_on_silence(whisper, voice) -> None:

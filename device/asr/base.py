@@ -42,7 +42,10 @@ class StreamingASR(Protocol):
     backend: str
     language: str
 
-    def start(self) -> None: ...
+    def start(self, over_speech: bool = False) -> None:
+        """A new utterance. `over_speech`: it interrupts the agent's own speech, where short sounds
+        are mostly backchannels; a backend may use it to expect one (Whisper's prompt), or ignore it."""
+        ...
 
     def feed(self, pcm: np.ndarray | bytes) -> list[Partial]: ...
 

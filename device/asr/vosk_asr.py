@@ -53,7 +53,7 @@ class VoskASR:
         self._last_partial = ""
         self._samples = 0
 
-    def start(self) -> None:
+    def start(self, over_speech: bool = False) -> None:  # vosk takes no prompt: the flag changes nothing
         import vosk
 
         self._rec = vosk.KaldiRecognizer(self._model, SAMPLE_RATE)

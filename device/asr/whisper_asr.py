@@ -54,10 +54,15 @@ class WhisperSettings:
     cpu_threads: int = 2
     partials: bool = True
     quick_partials: bool = True  # partials from the quick pass; False: full passes (the baseline)
-    quick_first_s: float = 0.2  # first quick partial after this much audio since the first sound (a
+    quick_first_s: float = 0.18  # first quick partial after this much audio since the first sound (a
     #                            backchannel is resumed from it: "Yeah,", "Okay," and "Right," are heard at 0.2 s;
     #                            an opening alone such as "I" or "Uh" is never resumed on, icp.engine.partials)
     quick_interval_s: float = 0.25  # audio between quick partials
+    # ... and during a barge-in, while the sound is short (a backchannel's length): the engine lets the
+    # reply go on from the first partial that reads as one, and a word half heard at the first look
+    # ("I say-" for "I see", "Cheer" for "Sure") costs a whole interval of paused reply
+    quick_interval_over_speech_s: float = 0.1
+    quick_over_speech_window_s: float = 0.6
     quick_lead_s: float = 0.2  # zeros before the audio (an abrupt first consonant is heard better)
     quick_pad_s: float = 1.0  # zeros after the audio in the quick pass's mel
     quick_tokens_per_s: float = 8.0  # token budget of a quick decode: this per second of audio ...
@@ -75,6 +80,16 @@ class WhisperSettings:
     # answer's path does not wait for it; backchannels and interruptions are read by it.
     final_pass: str = "window"
     vad_filter: bool = False  # the device's own VAD already cut the utterance
+    # Text Whisper is told came before a barge-in over the agent's speech (its "previous text" prompt),
+    # in every pass. Hums are what the user most often makes there, and tiny.en unprompted writes them as
+    # words ("Mm hmm" -> "And then, then.", "Uh huh" -> "I have a question." at 0.2 s), so the engine
+    # could not let them pass. With the prompt it writes "Mm-hmm."/"Uh-huh."; words are unchanged on our
+    # own utterances (evaluation/quick_asr.py), but a bare "Huh?" or "Mm, no." may read as a hum at first:
+    # the final pass, prompted alike but hearing the whole, is what the engine keeps. "" turns it off.
+    over_speech_prompt: str = " Mm-hmm. Uh-huh."
+    # ... only while the capture's sound is this short: a hum is, and on longer speech the prompt only
+    # hurts (the quick pass wrote "Wait- what's that? What..." for "Wait, what's that?").
+    over_speech_prompt_max_s: float = 1.0
     silence_peak: int = 64  # int16 peak below which audio is silence: Whisper says "You" to silence
 
 
@@ -96,8 +111,12 @@ class WhisperASR:
         self._last_partial = ""
         self._peak = 0
         self._first_sound: int | None = None  # sample index of the first sound in this capture
+        self._prompt = ""  # over_speech_prompt during a barge-in, else nothing
+        self._chunk_peaks: list[tuple[int, int]] = []
 
-    def start(self) -> None:
+    def start(self, over_speech: bool = False) -> None:
+        self._prompt = self.settings.over_speech_prompt if over_speech else ""
+        self._chunk_peaks: list[tuple[int, int]] = []  # (end sample, int16 peak) per chunk fed
         self._chunks, self._samples, self._last_partial, self._peak = [], 0, "", 0
         self._first_sound = None
         first = max(self.settings.min_partial_audio_s, self.settings.partial_interval_s)
@@ -112,6 +131,7 @@ class WhisperASR:
         if not len(data):
             return []
         self._chunks.append(data.copy())
+        self._chunk_peaks.append((self._samples + len(data), int(np.abs(data.astype(np.int32)).max())))
         if self._first_sound is None:
             loud = np.flatnonzero(np.abs(data.astype(np.int32)) >= self.settings.silence_peak)
             if len(loud):
@@ -131,7 +151,10 @@ class WhisperASR:
             # the next one is due after quick_interval_s of audio, and never before this one is older
             # (in audio fed, which is wall time on a live mic) than it took: at most half the CPU
             cost_s = time.monotonic() - t0
-            self._next_partial = self._samples + int(max(s.quick_interval_s, cost_s) * SAMPLE_RATE)
+            interval = s.quick_interval_s
+            if self._prompt and self._samples - self._first_sound < s.quick_over_speech_window_s * SAMPLE_RATE:
+                interval = s.quick_interval_over_speech_s
+            self._next_partial = self._samples + int(max(interval, cost_s) * SAMPLE_RATE)
         else:
             text = self._full_greedy(self._audio())
             self._next_partial = self._samples + int(s.partial_interval_s * SAMPLE_RATE)
@@ -155,6 +178,7 @@ class WhisperASR:
             segments, _ = self._model.transcribe(
                 audio, language=self.language, beam_size=self.settings.beam_size, word_timestamps=True,
                 condition_on_previous_text=False, vad_filter=self.settings.vad_filter,
+                initial_prompt=self._prompt_now() or None,
             )
             for seg in segments:
                 texts.append(seg.text.strip())
@@ -191,10 +215,23 @@ class WhisperASR:
         feats = self._model.feature_extractor(padded, padding=0)
         mel = ctranslate2.StorageView.from_array(np.ascontiguousarray(feats[None].astype(np.float32)))
         prompt = [*tk.sot_sequence, tk.no_timestamps]
+        if self._prompt_now():  # as faster-whisper puts an initial prompt: previous-text marker, its tokens
+            prompt = [tk.sot_prev, *tk.encode(self._prompt)] + prompt
         budget = len(prompt) + s.quick_tokens_min + int(s.quick_tokens_per_s * len(audio) / SAMPLE_RATE)
         result = self._model.model.generate(mel, [prompt], beam_size=beam_size, max_length=budget,
                                             repetition_penalty=s.quick_repetition_penalty)
         return tk.decode([t for t in result[0].sequences_ids[0] if t < tk.eot]).strip()
+
+    def _prompt_now(self) -> str:
+        """The barge-in prompt, while the capture's sound is still short enough to be a hum: from the
+        first sound to the end of the last chunk within 18 dB of the loudest (the silence that ends a
+        turn, and a canceller's faint residue, do not count)."""
+        if not self._prompt or self._first_sound is None:
+            return ""
+        floor = max(self.settings.silence_peak, self._peak // 8)
+        last = max((end for end, peak in self._chunk_peaks if peak >= floor), default=self._samples)
+        sound_s = (last - self._first_sound) / SAMPLE_RATE
+        return self._prompt if sound_s <= self.settings.over_speech_prompt_max_s else ""
 
     def _quick_tokenizer(self) -> Any:
         if self._tokenizer is None:
@@ -209,6 +246,7 @@ class WhisperASR:
         segments, _ = self._model.transcribe(
             audio, language=self.language, beam_size=1, without_timestamps=True,
             condition_on_previous_text=False, vad_filter=self.settings.vad_filter,
+            initial_prompt=self._prompt_now() or None,
         )
         return " ".join(seg.text.strip() for seg in segments).strip()
 

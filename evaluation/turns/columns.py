@@ -45,11 +45,14 @@ BASELINE: tuple[tuple[str, str, Any], ...] = (
     ("engine", "speculate", False),
     ("asr_config", "quick_partials", False),
     ("whisper", "quick_partials", False),
+    ("asr_config", "over_speech_prompt", ""),
+    ("whisper", "over_speech_prompt", ""),
 )
 # The same knob in two places (the device config the app reads, and the object it builds): applied
 # in either is applied.
 EQUIVALENT = ((("machine", "end_silence_s"), ("asr_config", "end_silence_ms")),
-              (("asr_config", "quick_partials"), ("whisper", "quick_partials")))
+              (("asr_config", "quick_partials"), ("whisper", "quick_partials")),
+              (("asr_config", "over_speech_prompt"), ("whisper", "over_speech_prompt")))
 
 
 @dataclass

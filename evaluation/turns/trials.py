@@ -190,6 +190,10 @@ def backchannel(w: TurnWorld, i: int, rng: random.Random) -> Trial:
             else:
                 tr.value_ms = gap.ms
     tr.disposition = _disposition(w, tr.user_start)
+    # what the engine had to go on: the recogniser's partials (from the user's first sample) and the final
+    heard = [(t, b.text, b.final) for t, b in w.sent if t >= tr.user_start and isinstance(b, Utterance)]
+    tr.note = (tr.note + " " if tr.note else "") + " ".join(
+        f"{'final' if final else 'partial'} +{1000 * (t - tr.user_start):.0f} {text!r}" for t, text, final in heard[:4])
     w.settle(timeout_s=0.5, quiet_s=3.0)  # the rest is not measured; 3 s outlasts an auto-resume (2.5 s)
     return tr
 

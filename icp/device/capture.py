@@ -31,7 +31,8 @@ class Captures:
         self.hint = None
         return self.utterance_id
 
-    def _start_capture(self: "DeviceMachine", from_s: float, now: float, speech_at: Optional[float]) -> None:
+    def _start_capture(self: "DeviceMachine", from_s: float, now: float, speech_at: Optional[float],
+                       over_speech: bool = False) -> None:
         if not self.settings.asr or self.utterance_id is None:
             return
         if self.capture is not None:
@@ -43,7 +44,7 @@ class Captures:
         self._spoke = False
         self._eot, self._eot_text = None, ""
         self._capture_from = max(0.0, from_s)
-        self._emit(C.StartCapture(self.capture, max(0.0, from_s)))
+        self._emit(C.StartCapture(self.capture, max(0.0, from_s), over_speech))
 
     def _finish_capture(self: "DeviceMachine") -> None:
         if self.capture is None:
@@ -83,7 +84,7 @@ class Captures:
         self.hint = hint
         self._interrupt_open = True
         self._send(C.SendInterrupt(uid, max(0.0, at), hint))
-        self._start_capture(at - self.settings.preroll_s, now, speech_at=at)
+        self._start_capture(at - self.settings.preroll_s, now, speech_at=at, over_speech=True)
 
     def _wake(self: "DeviceMachine", source, score: Optional[float], now: float, at: Optional[float] = None) -> None:
         """Listen from the wake word's detection on. `at` is its audio time, earlier than `now` when the

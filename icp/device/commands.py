@@ -90,9 +90,12 @@ class SendEvent:
 
 @dataclass(frozen=True)
 class StartCapture:
-    """Stream mic audio from audio time `from_s` on (pre-roll included) into the recogniser."""
+    """Stream mic audio from audio time `from_s` on (pre-roll included) into the recogniser.
+    `over_speech`: the capture is a barge-in over the agent's own speech, where a short sound is
+    most often a backchannel (the recogniser may listen for one: `[whisper] over_speech_prompt`)."""
     utterance_id: str
     from_s: float
+    over_speech: bool = False
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,18 @@ def test_min_interruption_never_pauses_optimistically():
     assert m.PausePlayback not in types(mc.handle(m.SpeechSuspected(1.0), 1.0))
 
 
+def test_only_a_barge_in_capture_is_marked_over_speech():
+    """The recogniser is told a capture interrupts the agent (it then listens for a hum), and only then."""
+    mc = m.Machine(settings=m.MachineSettings(asr=True), online=True)
+    mc.handle(m.SegmentQueued(1), 0.0)
+    starts = [c for c in mc.handle(m.SpeechStarted(1.0), 1.0) if isinstance(c, m.StartCapture)]
+    assert [c.over_speech for c in starts] == [True]
+    fresh = m.Machine(settings=m.MachineSettings(asr=True), online=True)
+    starts = [c for c in fresh.handle(m.TalkPressed(0.0), 0.0) + fresh.handle(m.SpeechStarted(0.5), 0.5)
+              if isinstance(c, m.StartCapture)]
+    assert starts and not any(c.over_speech for c in starts)
+
+
 # ---- the end of a turn ----
 def listening_capture(**settings) -> tuple[m.Machine, str]:
     mc = m.Machine(settings=m.MachineSettings(asr=True, **settings), online=True)
