@@ -174,6 +174,10 @@ class AsrWorker:
                 else:
                     self.timings.append(("quick", p.audio_ms, (time.monotonic() - t0) * 1000))
                     text, audio_ms = p.text, p.audio_ms
+            if self.turn_model is not None and text and uid not in self._cancelled:
+                # The words go out now as an ordinary partial (the engine may start the answer on them);
+                # the audio model's 50-110 ms come after, with the end-of-turn look.
+                self.results.append(m.AsrPartial(uid, text, audio_ms=audio_ms))
             if uid not in self._cancelled:
                 self.results.append(m.AsrPartial(uid, text, audio_ms=audio_ms, quick=True,
                                                  turn_audio=self._turn_audio(uid)))

@@ -121,6 +121,10 @@ def test_the_recogniser_worker_adds_the_audio_verdict_to_its_quick_transcript() 
             time.sleep(0.01)
         assert ev is not None and ev.turn_audio is not None and 0.0 <= ev.turn_audio <= 1.0
         assert ev.turn_audio > 0.5  # a whole question with a falling end (0.92-0.98 on piper)
+        # its words went out first, as an ordinary partial, before the audio model ran
+        partials = [e for e in list(worker.results) if isinstance(e, m.AsrPartial)]
+        plain = partials.index(ev) - 1
+        assert plain >= 0 and not partials[plain].quick and partials[plain].text == ev.text
     finally:
         worker.stop()
 

@@ -94,6 +94,7 @@ class DeviceMachine(Captures, Turns):
     _suspect_at: Optional[float] = None  # `now` of an optimistic pause awaiting its onset
     _eot: Optional[float] = None  # how complete the words before the current silence look (None: not known)
     _eot_text: str = ""           # the quick transcript `_eot` judged
+    _partial_sent: tuple[str, str] = ("", "")  # (utterance, text) of the last partial sent: not twice
     _barge_pending: Optional[float] = None  # onset of speech that may interrupt once it lasts min_interruption_s
     false_pauses: int = 0             # optimistic pauses that were not speech (resumed)
     false_pause_s: float = 0.0        # their summed length
@@ -323,7 +324,9 @@ class DeviceMachine(Captures, Turns):
                 and self._capture_from + ev.audio_ms / 1000 >= self._silence_since - 0.05):  # covers the words
             self._eot = self._judge(ev.text, ev.turn_audio)
             self._eot_text = ev.text
-        self._utterance(ev.utterance_id, ev.text, False, self.hint)
+        if self._partial_sent != (ev.utterance_id, ev.text):
+            self._partial_sent = (ev.utterance_id, ev.text)
+            self._utterance(ev.utterance_id, ev.text, False, self.hint)
 
     def _on_final(self, ev: E.AsrFinal, now: float) -> None:
         if ev.utterance_id not in (self.capture, self.finishing):

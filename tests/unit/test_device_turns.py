@@ -165,6 +165,18 @@ def test_a_pause_asks_for_a_quick_transcript_and_complete_words_end_the_turn_soo
     assert finished(mc.handle(m.Tick(), 2.26))  # eot_complete_silence_s = 0.25 after the speech's end
 
 
+def test_words_sent_before_their_end_of_turn_look_are_not_sent_twice():
+    """The recogniser sends the quick pass's words as a plain partial before the audio model's
+    verdict: the engine gets them once, and the verdict that follows still ends the turn."""
+    mc, uid = listening_capture()
+    mc.handle(m.SpeechPaused(2.0), 2.1)
+    first = mc.handle(m.AsrPartial(uid, "What causes the tides?", audio_ms=2100.0), 2.15)
+    assert [c.text for c in first if isinstance(c, m.SendUtterance)] == ["What causes the tides?"]
+    again = mc.handle(m.AsrPartial(uid, "What causes the tides?", audio_ms=2100.0, quick=True, turn_audio=0.9), 2.2)
+    assert not any(isinstance(c, m.SendUtterance) and not c.final for c in again)
+    assert finished(mc.handle(m.Tick(), 2.26))
+
+
 def test_unfinished_words_wait_for_the_long_silence():
     mc, uid = listening_capture()
     mc.handle(m.SpeechPaused(2.0), 2.1)
