@@ -36,7 +36,9 @@ class EngineMqtt:
         self.inbound = inbound
         self.post = post
         self.clock = clock
-        self.connected = threading.Event()
+        self.connected = threading.Event()  # connected AND subscribed (the broker acknowledged it)
+        self.refused: str | None = None  # why the broker refused the subscription, if it did
+        self._sub_mid: int | None = None
         client_id = settings.client_id or f"segue-engine-{uuid.uuid4().hex[:8]}"
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         if settings.username:
@@ -49,6 +51,7 @@ class EngineMqtt:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
 
     def start(self, timeout: float = 10.0) -> "EngineMqtt":
         props = Properties(PacketTypes.CONNECT)
@@ -58,6 +61,9 @@ class EngineMqtt:
         self.client.loop_start()
         if not self.connected.wait(timeout):
             self.client.loop_stop()
+            if self.refused:
+                raise ConnectionError(f"the MQTT broker at {self.settings.host}:{self.settings.port} refused the "
+                                      f"engine's subscription ({self.refused}): check its ACL for this user")
             raise ConnectionError(
                 f"could not connect to the MQTT broker at {self.settings.host}:{self.settings.port} within "
                 f"{timeout:.0f}s: is it running, and are the credentials right?")
@@ -76,8 +82,20 @@ class EngineMqtt:
             log.error("broker refused the connection: %s", reason)
             return
         subs = Topics(self.settings.topic_root).engine_subscriptions(self.settings.group)
-        client.subscribe([(topic, 1) for topic in subs])
-        log.info("connected to %s:%s; subscribed %s", self.settings.host, self.settings.port, ", ".join(subs))
+        _, self._sub_mid = client.subscribe([(topic, 1) for topic in subs])
+        log.info("connected to %s:%s; subscribing %s", self.settings.host, self.settings.port, ", ".join(subs))
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        """Ready only once the broker has the subscription: a device's message published before it is
+        lost to this worker (a retained status still comes; a hello did not, and at start-up the next
+        message of ~1 in 50 devices then waited out the resequencer's hold: segue-bench engine)."""
+        if mid != self._sub_mid:
+            return
+        failed = [str(r) for r in reasons if getattr(r, "is_failure", False)]
+        if failed:
+            self.refused = ", ".join(failed)
+            log.error("broker refused the subscription: %s", self.refused)
+            return
         self.connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:

@@ -279,3 +279,25 @@ def test_the_real_offline_llm_through_the_same_code_path(broker, tmp_path):
         finally:
             device.stop()
             app.stop()
+
+
+
+def test_a_worker_is_ready_only_once_the_broker_took_its_subscription(broker, llm, tmp_path):
+    """`start()` returns once the broker acknowledged the subscription (a device's message published
+    before it would be lost to this worker); a refusal (EMQX answers an ACL denial with 0x87 in the
+    SUBACK; Mosquitto 2.0 grants and filters later) is never taken for readiness."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    app = ServerApp(make_settings(broker, llm, tmp_path)).start()
+    try:
+        mqtt = app.mqtt
+        assert mqtt is not None and mqtt.connected.is_set() and mqtt.refused is None
+        mqtt.connected.clear()
+        mqtt._on_subscribe(mqtt.client, None, -1, [ReasonCode(PacketTypes.SUBACK, identifier=0)], None)
+        assert not mqtt.connected.is_set()  # another subscription's SUBACK says nothing of ours
+        mid = mqtt._sub_mid
+        mqtt._on_subscribe(mqtt.client, None, mid, [ReasonCode(PacketTypes.SUBACK, identifier=0x87)], None)
+        assert not mqtt.connected.is_set() and "Not authorized" in (mqtt.refused or "")
+    finally:
+        app.stop()
