@@ -114,7 +114,7 @@ class AsrConfig:
     whisper_threads: int = 2
     partials: bool = True
     partial_interval_s: float = 1.0    # faster-whisper: audio between full-pass partials (quick_partials off)
-    quick_partials: bool = True        # faster-whisper: partials from a short-context pass, 0.3 s after the
+    quick_partials: bool = True        # faster-whisper: partials from a short-context pass, 0.18 s after the
     #                                    first sound and every 0.25 s (~60 ms each instead of ~370 ms)
     # faster-whisper: the prompt for a barge-in over the agent's speech, where hums are expected
     # (tiny.en writes "Mm hmm" as "And then" without it); "" = none

@@ -112,11 +112,11 @@ class WhisperASR:
         self._peak = 0
         self._first_sound: int | None = None  # sample index of the first sound in this capture
         self._prompt = ""  # over_speech_prompt during a barge-in, else nothing
-        self._chunk_peaks: list[tuple[int, int]] = []
+        self._chunk_peaks: list[tuple[int, int]] = []  # (end sample, int16 peak) per chunk fed
 
     def start(self, over_speech: bool = False) -> None:
         self._prompt = self.settings.over_speech_prompt if over_speech else ""
-        self._chunk_peaks: list[tuple[int, int]] = []  # (end sample, int16 peak) per chunk fed
+        self._chunk_peaks = []
         self._chunks, self._samples, self._last_partial, self._peak = [], 0, "", 0
         self._first_sound = None
         first = max(self.settings.min_partial_audio_s, self.settings.partial_interval_s)
@@ -131,15 +131,17 @@ class WhisperASR:
         if not len(data):
             return []
         self._chunks.append(data.copy())
-        self._chunk_peaks.append((self._samples + len(data), int(np.abs(data.astype(np.int32)).max())))
+        magnitude = np.abs(data.astype(np.int32))
+        peak = int(magnitude.max())
+        self._chunk_peaks.append((self._samples + len(data), peak))
         if self._first_sound is None:
-            loud = np.flatnonzero(np.abs(data.astype(np.int32)) >= self.settings.silence_peak)
+            loud = np.flatnonzero(magnitude >= self.settings.silence_peak)
             if len(loud):
                 self._first_sound = self._samples + int(loud[0])
                 if self.settings.quick_partials:
                     self._next_partial = self._first_sound + int(self.settings.quick_first_s * SAMPLE_RATE)
         self._samples += len(data)
-        self._peak = max(self._peak, int(np.abs(data.astype(np.int32)).max()))
+        self._peak = max(self._peak, peak)
         s = self.settings
         too_long = self._samples > s.max_partial_audio_s * SAMPLE_RATE
         if not (s.partials and partials) or too_long or self._first_sound is None \
