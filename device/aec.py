@@ -36,6 +36,8 @@ class AecSettings:
     residual_suppression: bool = True  # speex preprocessor's residual echo suppression
     ref_lead_ms: float = 10.0       # read the reference this much earlier (slack for DAC-time error)
     bypass_when_quiet: bool = True  # nothing played within the echo tail: hand the mic on untouched
+    track_delay: bool = True        # find the echo's real delay in the audio (`device.echo_delay`) so the
+                                    # barge-in gate is not fooled while the canceller re-converges
 
 
 class EchoCanceller(Protocol):

@@ -153,6 +153,7 @@ class DeviceApp(Executors):
         self._stopped = True
         self._stop.set()
         self.backend.stop()
+        self._log_audio_health()
         if self.link is not None:
             self.link.stop()
         if self.asr is not None:
@@ -160,6 +161,16 @@ class DeviceApp(Executors):
         if self.gpio is not None:
             self.gpio.close()
             self.gpio = None
+
+    def _log_audio_health(self) -> None:
+        """One line on how the card and the echo path behaved: what to look at when barge-in misfires."""
+        d = self.mic.delay
+        delay = f"{d.delay_s * 1000:.1f} ms" if d.delay_s is not None else "not found"
+        log.info("audio: %d output underflows, %d input overflows, %d clock re-anchors; echo delay %s "
+                 "(%d estimates, %d jumps), %d loud frames explained as echo; %d false pauses",
+                 getattr(self.backend, "underflows", 0), getattr(self.backend, "overflows", 0),
+                 getattr(self.backend, "clock_resyncs", 0), delay, d.estimates, d.jumps,
+                 self.mic.detector.vetoed, self.machine.false_pauses)
 
     def serve(self, poll_s: float = 0.005, notifier: Optional[Notifier] = None) -> None:
         """Real-time loop: process queued audio and messages until `stop()` (or a restart request).

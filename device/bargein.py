@@ -5,8 +5,12 @@ residual echo is loud enough for any VAD. So a frame counts as the user's speech
 says speech *and* its level stands clear of the echo we expect: the cleaned RMS must exceed
 `echo_margin` x the tracked residual-echo coupling x the RMS of what the speaker just played. The
 coupling is a decaying peak of cleaned/reference over frames that did not pass, so it follows the
-canceller as it converges. Onset = `onset_frames` consecutive passing frames; its time is the start
-of the first. Pausing is the state machine's call, not ours.
+canceller as it converges. With an echo delay tracker (`device.echo_delay`), a frame's level is the
+lower of what the canceller left and what is left of the raw mic once the best delayed copy of the
+reference is taken away: while the canceller re-converges (after the card's timing jumped) the echo
+it lets through is still a delayed copy of what was played, and does not count as the user. Frames
+that copy explained keep their own coupling peak. Onset = `onset_frames` consecutive passing frames;
+its time is the start of the first. Pausing is the state machine's call, not ours.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from device.aec import AecSettings, EchoReference, EchoStage, make_canceller
+from device.echo_delay import EchoDelay, EchoDelaySettings
 from device.audio.frames import Reframer
 from device.resample import MODEL_RATE, StreamResampler
 from device.vad import OnsetDetector, Vad, VadEvent, VadSettings, make_vad
@@ -29,6 +34,7 @@ class BargeInSettings:
     echo_margin: float = 2.5          # how far (x) above the expected residual echo speech must be
     echo_coupling_init: float = 0.5   # residual/reference ratio assumed before any tracking
     echo_coupling_floor: float = 0.01
+    tracked_coupling_init: float = 0.1  # the same, for what a delayed copy of the reference leaves
     echo_decay: float = 0.98          # per-frame decay of the tracked coupling peak
     echo_rise: float = 1.15           # per-frame cap on its growth (so a user's rising voice is not learnt as echo)
     ref_window_ms: float = 220.0      # how far back the played reference counts (delay + reverb)
@@ -51,16 +57,20 @@ class BargeInDetector:
     """Feed echo-cancelled mic audio (any chunk size, with its stream time); get onsets."""
 
     def __init__(self, settings: BargeInSettings, vad: Vad, onset: OnsetDetector, sample_rate: int,
-                 reference: Optional[EchoReference] = None, vad_threshold: float = 0.5) -> None:
+                 reference: Optional[EchoReference] = None, vad_threshold: float = 0.5,
+                 delay: Optional[EchoDelay] = None) -> None:
         self.settings = settings
         self.vad = vad
         self.onset = onset
         self.sample_rate = sample_rate
         self.reference = reference
+        self.delay = delay
+        self.vetoed = 0  # frames the canceller passed as loud that were a delayed copy of the reference
         self.vad_threshold = vad_threshold
         self._framer = Reframer(vad.frame_samples, sample_rate)
         self._frame_s = vad.frame_samples / sample_rate
         self._coupling = settings.echo_coupling_init
+        self._tracked_coupling = settings.tracked_coupling_init
         self._window = int(round(settings.ref_window_ms / 1000 * sample_rate))
         self.last: Optional[FrameDecision] = None
         self._suspect = False
@@ -84,8 +94,19 @@ class BargeInDetector:
         if self.reference is not None:
             r = self.reference.read(t + self._frame_s - self._window / self.sample_rate, self._window).astype(np.float32)
             ref_rms = float(np.sqrt(np.dot(r, r) / len(r)))
+        tracked = False
+        if self.delay is not None and ref_rms > 0.0 and rms >= s.min_rms:
+            left = self.delay.residual(t, len(frame))
+            if left is not None and left < rms:
+                if left * s.suspect_margin < rms:
+                    self.vetoed += 1
+                rms = left
+                tracked = True
+        # Frames the delayed copy explained have their own peak: what the canceller left before the delay
+        # was found (seconds of unconverged output) says nothing about what the copy leaves.
+        coupling = self._tracked_coupling if tracked else self._coupling
         p = self.vad.probability(frame) if rms >= s.min_rms else 0.0
-        loud_enough = rms >= s.min_rms and rms > s.echo_margin * self._coupling * ref_rms
+        loud_enough = rms >= s.min_rms and rms > s.echo_margin * coupling * ref_rms
         speech = p >= self.vad_threshold and loud_enough
         # Suspicious: well above the echo's *typical* level (a slow mean of residual/reference, where the
         # gate above uses its decaying peak), whatever the VAD says: the VAD calls a vowel speech a frame
@@ -95,8 +116,12 @@ class BargeInDetector:
         typical = max(self._typical if self._learnt >= s.typical_warmup else self._coupling, s.echo_coupling_floor)
         self._suspect = speech or (rms >= s.suspect_min_rms and rms > s.suspect_margin * typical * ref_rms)
         if ref_rms > s.min_rms and not speech:  # the gate's peak learns as it always did
-            c = self._coupling
-            self._coupling = max(min(rms / ref_rms, c * s.echo_rise), c * s.echo_decay, s.echo_coupling_floor)
+            c = self._tracked_coupling if tracked else self._coupling
+            c = max(min(rms / ref_rms, c * s.echo_rise), c * s.echo_decay, s.echo_coupling_floor)
+            if tracked:
+                self._tracked_coupling = c
+            else:
+                self._coupling = c
             if not self._suspect:  # the typical level never learns the user's voice as echo
                 self._typical += s.typical_alpha * (min(rms / ref_rms, 4 * typical) - self._typical)
                 self._learnt += 1
@@ -129,11 +154,12 @@ class MicPath:
         self._mic_rs = StreamResampler(sample_rate, rate)
         self._ref_rs = StreamResampler(sample_rate, rate)
         self.reference = EchoReference(rate)
+        self.delay = EchoDelay(self.reference, EchoDelaySettings(enabled=aec.track_delay))
         self.echo = EchoStage(make_canceller(aec, rate), self.reference, aec.ref_lead_ms, aec.bypass_when_quiet,
                               aec.filter_ms)
         self.detector = BargeInDetector(bargein, make_vad(vad, rate),
                                         OnsetDetector(vad.onset_frames, vad.offset_frames, vad.pause_frames), rate,
-                                        self.reference, vad.threshold)
+                                        self.reference, vad.threshold, self.delay if aec.track_delay else None)
         self.listeners: list[Callable[[np.ndarray, float], None]] = []
 
     def played(self, pcm: np.ndarray, dac_time: float) -> None:
@@ -146,6 +172,7 @@ class MicPath:
         pcm, t0 = self._mic_rs.push(mic, adc_time)
         if not len(pcm):
             return events
+        self.delay.feed(pcm, t0)
         for clean, t in self.echo.process(pcm, t0):
             for listener in self.listeners:
                 listener(clean, t)

@@ -15,6 +15,10 @@ Three things here come from running on a real sound server rather than on the vi
   callback is then called twice per period: once with `frames` output frames and no mic samples,
   once with mic samples and `frames == 0` (see `device.audio.base`). `duplex = "full"` keeps the old
   single stream for cards where it behaves.
+- **Stream time is smoothed.** The ADC/DAC times PortAudio computes at each callback jitter by
+  several ms over PulseAudio; the times handed out are each stream's sample count on an anchor that
+  follows them slowly, re-anchored on an underrun, an overflow or a jump (`device.audio.clock`), so the
+  echo canceller sees a fixed echo path and the playback cursor a continuous clock.
 - **The card can vanish** (a USB card unplugged, PulseAudio or PipeWire restarted). `failure()`
   says so (a stream that stopped, or no callback for `stall_s`); the device then reports the error
   and calls `reopen()` until the card is back. `stop()` never blocks for long: tearing down a stream
@@ -38,6 +42,7 @@ from typing import Any, Optional
 import numpy as np
 
 from device.audio.base import AudioCallback, StreamTimes, split_result
+from device.audio.clock import SampleClock
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +137,8 @@ class PortAudioBackend:
         self.underflows = 0
         self.overflows = 0
         self.reopens = 0
+        self._in_clock = SampleClock(settings.sample_rate)
+        self._out_clock = SampleClock(settings.sample_rate)
 
     # ---- lifecycle ----
     def start(self, callback: AudioCallback) -> None:
@@ -158,6 +165,8 @@ class PortAudioBackend:
                                              stream_callback=self._on_output, start=False, **common))
                 streams.append(self._pa.open(input=True, input_device_index=s.input_device,
                                              stream_callback=self._on_input, start=False, **common))
+            self._in_clock.reset()
+            self._out_clock.reset()
             with self._lock:
                 self._streams = streams
                 self._failed = None
@@ -261,13 +270,19 @@ class PortAudioBackend:
         dac_lead = dac - cur if dac > 0.0 else buf
         return StreamTimes(now + adc_lead, now, now + dac_lead)
 
-    def _mark(self, status: int) -> None:
+    def _mark(self, status: int) -> tuple[bool, bool]:
+        """Count the callback's flags; (output underflow, input overflow)."""
         pyaudio = self._pyaudio_mod
-        if status & pyaudio.paOutputUnderflow:
-            self.underflows += 1
-        if status & pyaudio.paInputOverflow:
-            self.overflows += 1
+        under, over = bool(status & pyaudio.paOutputUnderflow), bool(status & pyaudio.paInputOverflow)
+        self.underflows += under
+        self.overflows += over
         self._last_callback = self.clock.now()
+        return under, over
+
+    @property
+    def clock_resyncs(self) -> int:
+        """Discontinuities the stream clocks re-anchored on (underruns, overflows, restarts)."""
+        return self._in_clock.resyncs + self._out_clock.resyncs
 
     def _render(self, mic: np.ndarray, frame_count: int, times: StreamTimes) -> bytes:
         cb = self._callback
@@ -281,23 +296,30 @@ class PortAudioBackend:
         return pcm.astype("<i2", copy=False).tobytes()
 
     def _on_duplex(self, in_data: Optional[bytes], frame_count: int, time_info: dict, status: int):
-        self._mark(status)
+        under, over = self._mark(status)
         mic = np.frombuffer(in_data, dtype="<i2") if in_data else np.zeros(frame_count, dtype=np.int16)
-        out = self._render(mic, frame_count, self._times(time_info, frame_count))
+        t = self._times(time_info, frame_count)
+        t = t._replace(input_adc_time=self._in_clock.stamp(t.input_adc_time, len(mic), over),
+                       output_dac_time=self._out_clock.stamp(t.output_dac_time, frame_count, under))
+        out = self._render(mic, frame_count, t)
         return out, self._pyaudio_mod.paContinue
 
     def _on_output(self, in_data: Optional[bytes], frame_count: int, time_info: dict, status: int):
-        self._mark(status)
-        out = self._render(np.zeros(0, dtype=np.int16), frame_count, self._times(time_info, frame_count))
+        under, _ = self._mark(status)
+        t = self._times(time_info, frame_count)
+        t = t._replace(output_dac_time=self._out_clock.stamp(t.output_dac_time, frame_count, under))
+        out = self._render(np.zeros(0, dtype=np.int16), frame_count, t)
         return out, self._pyaudio_mod.paContinue
 
     def _on_input(self, in_data: Optional[bytes], frame_count: int, time_info: dict, status: int):
-        self._mark(status)
+        _, over = self._mark(status)
         mic = np.frombuffer(in_data, dtype="<i2") if in_data else np.zeros(frame_count, dtype=np.int16)
         cb = self._callback
         if cb is not None:
+            t = self._times(time_info, frame_count)
+            t = t._replace(input_adc_time=self._in_clock.stamp(t.input_adc_time, len(mic), over))
             try:
-                cb(mic, 0, self._times(time_info, frame_count))
+                cb(mic, 0, t)
             except Exception:
                 log.exception("audio input callback failed; buffer dropped")
         return None, self._pyaudio_mod.paContinue

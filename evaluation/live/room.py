@@ -74,7 +74,7 @@ class Room(PulseAudio):
         latency = max(1, int(round(delay_ms)))
         out = self.pactl("load-module", "module-loopback", f"source={self.SINK}.monitor", f"sink={self.ROOM}",
                          f"latency_msec={latency}", "source_dont_move=true", "sink_dont_move=true",
-                         "remix=false").strip()
+                         "remix=false", "adjust_time=0").strip()
         module = int(out)
         idx = self._sink_input_of(module)
         volume = "?"

@@ -1,0 +1,64 @@
+"""A sample-counting stream clock: the card's time stamps made smooth without losing their meaning.
+
+PortAudio's ADC/DAC times over ALSA (and more so over PulseAudio's ALSA plugin) are computed at each
+callback from a delay the sound server reports in coarse steps, and the callback itself runs late by
+whatever the scheduler does: measured on the live rig, consecutive mic buffers were stamped up to
+10 ms off the sample count, one buffer early and the next late. Everything that lines the microphone
+up with the speaker depends on those stamps: the echo canceller reads its reference at the mic
+frame's time, so a stamp 5 ms off is an echo path that moved by 80 samples, and libspeexdsp's filter
+never converged (residual echo 0.4-0.6 of the reference where the echo itself was 0.3; dozens of
+false optimistic pauses a minute and, now and then, an interrupt from the speaker's own voice).
+
+Samples, on the other hand, are exact: buffer k starts `n_k / rate` after buffer 0. So a stream's
+time is its sample count on an anchor, and the anchor follows the card's stamps slowly (a first-order
+loop: a card clock that drifts a few hundred ppm against the system clock is followed within seconds,
+a jittered stamp moves the clock by a fraction of a sample). A real discontinuity (an underrun or
+overflow flagged by the card, or a stamp further off than any jitter: the stream was restarted, a
+buffer was lost) re-anchors at once, so a gap in the audio is a gap in time as well.
+
+Like PulseAudio's own time smoother and WebRTC's render/capture timestamp handling, and for the same
+reason: a clock for alignment has to be continuous.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class ClockSettings:
+    gain: float = 0.02      # share of each stamp's error the clock takes (time constant: 50 buffers)
+    jump_s: float = 0.03    # a stamp this far from the sample count is a discontinuity, not jitter
+
+
+class SampleClock:
+    """`stamp(t_reported, n)` for each buffer of `n` samples in stream order -> the buffer's time."""
+
+    def __init__(self, sample_rate: int, settings: ClockSettings = ClockSettings()) -> None:
+        self.sample_rate = sample_rate
+        self.settings = settings
+        self._anchor: Optional[float] = None  # time of the next sample to come
+        self.resyncs = 0                      # discontinuities seen (after the first stamp)
+        self.last_error_s = 0.0               # the last stamp's distance from the sample count
+
+    def stamp(self, reported: float, n: int, discontinuity: bool = False) -> float:
+        """The time of this buffer's first sample. `discontinuity`: the card flagged an underrun or
+        overflow before this buffer (its stamp is taken as it is)."""
+        s = self.settings
+        if self._anchor is None:
+            t = reported
+        else:
+            err = reported - self._anchor
+            self.last_error_s = err
+            if discontinuity or abs(err) > s.jump_s:
+                self.resyncs += 1
+                t = reported
+            else:
+                t = self._anchor + s.gain * err
+        self._anchor = t + n / self.sample_rate
+        return t
+
+    def reset(self) -> None:
+        """Forget the stream (a reopened card starts a new one)."""
+        self._anchor = None

@@ -1,0 +1,45 @@
+"""The sample-counting stream clock (device.audio.clock): jitter smoothed, discontinuities kept."""
+
+import random
+
+import pytest
+
+from device.audio.clock import ClockSettings, SampleClock
+
+R, N = 16000, 320
+
+
+def test_jittered_stamps_become_a_continuous_sample_count():
+    rng = random.Random(1)
+    clock = SampleClock(R)
+    true0 = 12.0
+    errs = []
+    for k in range(2000):
+        true = true0 + k * N / R
+        t = clock.stamp(true + rng.uniform(-0.008, 0.008), N)
+        if k > 200:
+            errs.append(abs(t - true))
+    assert max(errs) < 0.002  # stamps were +-8 ms off
+    assert clock.resyncs == 0
+
+
+def test_a_card_clock_that_drifts_is_followed():
+    clock = SampleClock(R)
+    ppm = 300e-6
+    for k in range(3000):
+        true = k * N / R * (1 + ppm)  # the card runs 300 ppm fast against our clock
+        t = clock.stamp(true, N)
+    assert t == pytest.approx(true, abs=0.001)
+
+
+def test_a_jump_or_a_flagged_underrun_re_anchors_at_once():
+    clock = SampleClock(R, ClockSettings(jump_s=0.03))
+    for k in range(100):
+        clock.stamp(k * N / R, N)
+    t = clock.stamp(100 * N / R + 0.05, N)  # 50 ms later than the count: a lost stretch
+    assert t == pytest.approx(100 * N / R + 0.05)
+    t = clock.stamp(101 * N / R + 0.05 + 0.02, N, discontinuity=True)  # flagged: 20 ms taken as is
+    assert t == pytest.approx(101 * N / R + 0.07)
+    assert clock.resyncs == 2
+    clock.reset()
+    assert clock.stamp(99.0, N) == 99.0
