@@ -180,12 +180,16 @@ def cmd_device(args: argparse.Namespace) -> dict:
         from evaluation import bench_live
 
         modes = ("full", "separate") if args.duplex == "both" else (args.duplex,)
+        tracks = {"both": (False, True), "on": (True,), "off": (False,)}[args.track_delay]
         report = {}
         for mode in modes:  # side by side in one run: the capture delay a full-duplex stream costs
-            print(f"[bench] device on PulseAudio, {mode} duplex, {args.trials} trials ...", file=sys.stderr,
-                  flush=True)
-            report[mode] = bench_live.run(trials=args.trials, echo_gain=args.echo_gain, duplex=mode, aec=args.aec,
-                                          progress=lambda line: print(line, file=sys.stderr, flush=True))
+            for track in tracks:  # and what the echo delay tracker changes
+                name = mode if len(tracks) == 1 else f"{mode}, delay tracking {'on' if track else 'off'}"
+                print(f"[bench] device on PulseAudio, {name}: {args.echo_only_s:.0f} s of echo, then "
+                      f"{args.trials} trials ...", file=sys.stderr, flush=True)
+                report[name] = bench_live.run(trials=args.trials, echo_gain=args.echo_gain, duplex=mode,
+                                              aec=args.aec, track_delay=track, echo_only_s=args.echo_only_s,
+                                              progress=lambda line: print(line, file=sys.stderr, flush=True))
         return {"live": report}
     cpu = cpu_per_audio_second(args.seconds, use_wakeword=not args.no_wakeword)
     trials = bargein_suite(aec_backend=args.aec)
@@ -215,6 +219,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                      help="--live: PortAudio stream layout (both: side by side in one run)")
     dev.add_argument("--trials", type=int, default=6, help="--live: trials per layout")
     dev.add_argument("--echo-gain", type=float, default=0.3, help="--live: speaker-to-mic echo level")
+    dev.add_argument("--track-delay", default="on", choices=("on", "off", "both"),
+                     help="--live: the echo delay tracker ([aec] track_delay); both: side by side in one run")
+    dev.add_argument("--echo-only-s", type=float, default=20.0,
+                     help="--live: seconds of the speaker's voice with nobody talking, before the trials "
+                          "(false barge-ins and false pauses are counted there)")
     dev.set_defaults(func=cmd_device)
     from evaluation import bench_engine, bench_server, bench_turns
 

@@ -13,6 +13,10 @@ did with what those recordings show, on one monotonic clock:
   that sample in the ear recording; and the error of the device's own DAC timestamp for it.
 - barge-in stop at the ear: the user's first sample in the mic recording -> the last agent sample
   in the ear recording, with echo at `--echo-gain`.
+- the speaker's own voice, before the trials: `echo_only_s` of agent speech with nobody talking. Every
+  speech onset there is a false barge-in, every optimistic pause a false pause (the device machine's
+  own counts), so `--track-delay both` shows what the echo delay tracker (`device.echo_delay`) buys
+  on a real sound server, side by side in one run.
 
 The recorders' own buffering (`parec --latency-msec=10`) bounds the error of each figure to about
 10 ms; the report says so.
@@ -53,7 +57,7 @@ def _last_loud(pcm: np.ndarray, start: int, end: int, level: int = 600) -> Optio
 
 
 def run(trials: int = 6, echo_gain: float = 0.3, echo_delay_ms: float = 30.0, duplex: str = "separate",
-        aec: str = "speex", progress=print) -> dict[str, Any]:
+        aec: str = "speex", progress=print, track_delay: bool = True, echo_only_s: float = 20.0) -> dict[str, Any]:
     from device.aec import AecSettings
     from device.app import DeviceApp
     from device.config import AudioSettings, DeviceConfig
@@ -68,7 +72,7 @@ def run(trials: int = 6, echo_gain: float = 0.3, echo_delay_ms: float = 30.0, du
         mic = room.recorder(Room.SOURCE)
         os.environ.update(room.client_env())  # PortAudio reads ALSA's configuration when it starts
         cfg = DeviceConfig(audio=AudioSettings(backend="portaudio", sample_rate=SR, duplex=duplex),
-                           aec=AecSettings(backend=aec))
+                           aec=AecSettings(backend=aec, track_delay=track_delay))
         app = DeviceApp(cfg, connect=False)
         backend = app.backend
         handed: dict[int, float] = {}  # segment -> monotonic time of the callback that handed sample 0
@@ -87,10 +91,15 @@ def run(trials: int = 6, echo_gain: float = 0.3, echo_delay_ms: float = 30.0, du
             return result
 
         original_capture = app.mic.capture
+        onsets: list[float] = []  # monotonic: the loop saw a speech onset
 
         def capture(pcm, t):
+            from device.vad import SpeechOnset
+
             seen.append((time.monotonic(), pcm.copy()))
-            return original_capture(pcm, t)
+            events = original_capture(pcm, t)
+            onsets.extend(time.monotonic() for ev in events if isinstance(ev, SpeechOnset))
+            return events
 
         app._audio = audio  # type: ignore[method-assign]
         app.mic.capture = capture  # type: ignore[method-assign]
@@ -98,6 +107,7 @@ def run(trials: int = 6, echo_gain: float = 0.3, echo_delay_ms: float = 30.0, du
         loop = threading.Thread(target=app.serve, name="device-loop", daemon=True)
         loop.start()
         time.sleep(3.0)  # PortAudio on PulseAudio stalls once after start
+        echo_report = _echo_only(app, onsets, handed, echo_only_s, progress) if echo_only_s > 0 else None
         results: list[_Trial] = []
         for k in range(trials):
             tr = _Trial()
@@ -141,7 +151,14 @@ def run(trials: int = 6, echo_gain: float = 0.3, echo_delay_ms: float = 30.0, du
         app.request_stop()
         loop.join(2)
         app.stop()
-        return _summary(results, echo, duplex, aec)
+        report = _summary(results, echo, duplex, aec)
+        report["track_delay"] = track_delay
+        report["echo_only"] = echo_report
+        d = app.mic.delay
+        report["echo_delay_found_ms"] = round(d.delay_s * 1000, 1) if d.delay_s is not None else None
+        report["clock_resyncs"] = backend.clock_resyncs
+        report["output_underflows"] = backend.underflows
+        return report
     finally:
         room.stop()
 
@@ -175,6 +192,35 @@ def _when_seen(seen: list[tuple[float, np.ndarray]], pcm: np.ndarray, user_at: f
         return None
     i = int(np.searchsorted(ends, k, side="right"))
     return window[min(i, len(window) - 1)][0]
+
+
+def _echo_only(app: Any, onsets: list[float], handed: dict[int, float], seconds: float, progress) -> dict[str, Any]:
+    """Play agent speech for `seconds` with nobody in the room; count what the device took for a user."""
+    from evaluation.bench import AGENT_TEXTS, synth
+    from icp.messages import Action, AudioFrame, Control, Segment
+
+    pcm = np.concatenate([synth(t) for t in AGENT_TEXTS])
+    pcm = np.resize(pcm, int(seconds * SR))
+    seg = 99
+    app._down_q.append(Segment(seg, "echo", "t", "bench", (), 0, SR, len(pcm), 0))
+    for off in range(0, len(pcm), 4000):
+        app._down_q.append(AudioFrame(seg, off, pcm[off:off + 4000].astype("<i2").tobytes(), off + 4000 >= len(pcm)))
+    deadline = time.monotonic() + 5
+    while seg not in handed and time.monotonic() < deadline:
+        time.sleep(0.005)
+    start, pauses0, paused0 = time.monotonic(), app.machine.false_pauses, app.machine.false_pause_s
+    n0 = len(onsets)
+    time.sleep(seconds + 0.3)
+    pauses, paused = app.machine.false_pauses - pauses0, app.machine.false_pause_s - paused0
+    false_at = [round(t - start, 2) for t in onsets[n0:] if t >= start]
+    false_onsets = len(false_at)
+    app._down_q.append(Control(Action.FLUSH, "bench"))
+    time.sleep(1.0)
+    minutes = seconds / 60.0
+    progress(f"  echo only, {seconds:.0f} s: {false_onsets} false barge-ins, {pauses} false pauses "
+             f"({1000 * paused:.0f} ms paused)")
+    return {"seconds": seconds, "false_bargeins": false_onsets, "false_bargeins_at_s": false_at, "false_pauses": pauses,
+            "false_pauses_per_min": round(pauses / minutes, 1), "false_pause_ms_total": round(1000 * paused, 1)}
 
 
 def _ms(a: Optional[float], b: Optional[float]) -> Optional[float]:
