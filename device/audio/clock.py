@@ -10,11 +10,14 @@ never converged (residual echo 0.4-0.6 of the reference where the echo itself wa
 false optimistic pauses a minute and, now and then, an interrupt from the speaker's own voice).
 
 Samples, on the other hand, are exact: buffer k starts `n_k / rate` after buffer 0. So a stream's
-time is its sample count on an anchor, and the anchor follows the card's stamps slowly (a first-order
-loop: a card clock that drifts a few hundred ppm against the system clock is followed within seconds,
-a jittered stamp moves the clock by a fraction of a sample). A real discontinuity (an underrun or
-overflow flagged by the card, or a stamp further off than any jitter: the stream was restarted, a
-buffer was lost) re-anchors at once, so a gap in the audio is a gap in time as well.
+time is its sample count on an anchor. The stamps' mean distance from it is tracked (a first-order
+filter); only when that mean leaves a dead band (`deadband_s`: a card clock drifting a few hundred
+ppm against the system clock, after several seconds) does the anchor move, by whole samples. A
+clock that followed every stamp a little (as the first version of this did, 0.02 of each error)
+still moved the stream by one or two samples per buffer: enough to smear the echo at speech
+frequencies. A real discontinuity (an underrun or overflow flagged by the card, or a stamp further
+off than any jitter: the stream was restarted, a buffer was lost) re-anchors at once, so a gap in
+the audio is a gap in time as well.
 
 Like PulseAudio's own time smoother and WebRTC's render/capture timestamp handling, and for the same
 reason: a clock for alignment has to be continuous.
@@ -28,8 +31,10 @@ from typing import Optional
 
 @dataclass(frozen=True)
 class ClockSettings:
-    gain: float = 0.02      # share of each stamp's error the clock takes (time constant: 50 buffers)
-    jump_s: float = 0.03    # a stamp this far from the sample count is a discontinuity, not jitter
+    gain: float = 0.02       # weight of each stamp in the mean error (time constant: 50 buffers)
+    deadband_s: float = 0.004  # the mean error the clock lets stand before it moves (by whole samples)
+    jump_s: float = 0.03     # a stamp this far from the sample count is a discontinuity, not jitter
+    settle: int = 25         # buffers after a (re)start whose stamps are averaged (0.5 s at 20 ms)
 
 
 class SampleClock:
@@ -41,22 +46,36 @@ class SampleClock:
         self._anchor: Optional[float] = None  # time of the next sample to come
         self.resyncs = 0                      # discontinuities seen (after the first stamp)
         self.last_error_s = 0.0               # the last stamp's distance from the sample count
+        self.mean_error_s = 0.0               # the filtered distance (what the dead band is about)
+        self.adjustments = 0                  # times the anchor moved inside the dead-band logic
+        self._seen = 0                        # buffers since the stream (re)started
 
     def stamp(self, reported: float, n: int, discontinuity: bool = False) -> float:
         """The time of this buffer's first sample. `discontinuity`: the card flagged an underrun or
         overflow before this buffer (its stamp is taken as it is)."""
-        s = self.settings
+        s, r = self.settings, self.sample_rate
         if self._anchor is None:
-            t = reported
+            t = round(reported * r) / r  # on a whole sample, so every later buffer is too
+            self.mean_error_s, self._seen = 0.0, 0
         else:
             err = reported - self._anchor
             self.last_error_s = err
+            self._seen += 1
             if discontinuity or abs(err) > s.jump_s:
                 self.resyncs += 1
-                t = reported
+                t = self._anchor + round(err * r) / r
+                self.mean_error_s, self._seen = 0.0, 0
+            elif self._seen <= s.settle:  # settling: the anchor is the mean of the stamps so far
+                t = self._anchor + round(err / (self._seen + 1) * r) / r
             else:
-                t = self._anchor + s.gain * err
-        self._anchor = t + n / self.sample_rate
+                self.mean_error_s += s.gain * (err - self.mean_error_s)
+                t = self._anchor
+                if abs(self.mean_error_s) > s.deadband_s:
+                    step = round(self.mean_error_s * r) / r
+                    t += step
+                    self.mean_error_s -= step
+                    self.adjustments += 1
+        self._anchor = t + n / r
         return t
 
     def reset(self) -> None:

@@ -13,14 +13,18 @@ def test_jittered_stamps_become_a_continuous_sample_count():
     rng = random.Random(1)
     clock = SampleClock(R)
     true0 = 12.0
-    errs = []
+    errs, steps = [], set()
+    prev = None
     for k in range(2000):
         true = true0 + k * N / R
         t = clock.stamp(true + rng.uniform(-0.008, 0.008), N)
-        if k > 200:
+        if k > 50:  # after the first second
             errs.append(abs(t - true))
-    assert max(errs) < 0.002  # stamps were +-8 ms off
-    assert clock.resyncs == 0
+            steps.add(round((t - prev) * R, 6))
+        prev = t
+    assert max(errs) < 0.003  # stamps were +-8 ms off
+    assert steps == {N}  # buffer after buffer exactly N samples apart: nothing smears the echo path
+    assert clock.resyncs == 0 and clock.adjustments == 0
 
 
 def test_a_card_clock_that_drifts_is_followed():
@@ -29,7 +33,8 @@ def test_a_card_clock_that_drifts_is_followed():
     for k in range(3000):
         true = k * N / R * (1 + ppm)  # the card runs 300 ppm fast against our clock
         t = clock.stamp(true, N)
-    assert t == pytest.approx(true, abs=0.001)
+    assert t == pytest.approx(true, abs=0.005)
+    assert clock.adjustments >= 2  # 300 ppm of 60 s = 18 ms, followed in dead-band steps
 
 
 def test_a_jump_or_a_flagged_underrun_re_anchors_at_once():
@@ -39,7 +44,7 @@ def test_a_jump_or_a_flagged_underrun_re_anchors_at_once():
     t = clock.stamp(100 * N / R + 0.05, N)  # 50 ms later than the count: a lost stretch
     assert t == pytest.approx(100 * N / R + 0.05)
     t = clock.stamp(101 * N / R + 0.05 + 0.02, N, discontinuity=True)  # flagged: 20 ms taken as is
-    assert t == pytest.approx(101 * N / R + 0.07)
+    assert t == pytest.approx(101 * N / R + 0.07, abs=1 / R)
     assert clock.resyncs == 2
     clock.reset()
-    assert clock.stamp(99.0, N) == 99.0
+    assert clock.stamp(99.00001, N) == pytest.approx(99.0, abs=1 / R)
