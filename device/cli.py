@@ -36,7 +36,9 @@ Settings (TOML, every key optional; flags below override the file; device/exampl
              long = card lost), retry_s (1: reopen attempts), give_up_s (30: then exit 74);
              virtual only: output_latency_ms (100), jitter_ms (0), echo_gain (0), echo_delay_ms (20), seed
   [aec]      backend: speex (libspeexdsp, default) | webrtc (aec-audio-processing) | none;
-             frame_ms (10), filter_ms (200: echo tail modelled), ref_lead_ms (10)
+             frame_ms (10), filter_ms (200: echo tail modelled), ref_lead_ms (10),
+             track_delay (true: find the echo's delay in the audio, so a timing jump of the card
+             after an underrun does not make the speaker's own voice a barge-in)
   [vad]      backend: webrtc (default) | silero; aggressiveness (0-3), frame_ms (10/20/30), threshold,
              onset_frames (3: consecutive speech frames for an onset), offset_frames (25),
              pause_frames (5: quiet frames inside speech at which the turn's end is considered)
