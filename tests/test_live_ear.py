@@ -82,6 +82,24 @@ def test_locate_finds_the_users_voice_under_echo() -> None:
     assert abs(found.end - (0.25 + (at + 12800) / SR)) < 0.011
 
 
+def test_locate_finds_the_start_when_the_player_stalled_mid_utterance() -> None:
+    """The user's player stalled 190 ms after its first 220 ms of voice (seen in a live run): the
+    whole-utterance match aligns with the longer second piece, but the start is where the voice began."""
+    rng = np.random.default_rng(5)
+    voice = np.concatenate([np.zeros(800), rng.standard_normal(3520) * 5000, np.zeros(7680),
+                            rng.standard_normal(16000) * 5000, np.zeros(800)]).astype(np.int16)
+    stall = int(0.19 * SR)
+    split = 800 + 3520 + 2000
+    heard = np.concatenate([voice[:split], np.zeros(stall, dtype=np.int16), voice[split:]])
+    mic = (rng.standard_normal(6 * SR) * 800).astype(np.int16)
+    at = int(2.3 * SR)
+    mic[at : at + len(heard)] = np.clip(mic[at : at + len(heard)].astype(int) + heard, -32768, 32767)
+    found = locate(mic, voice, SR, mic_offset=0.25, expected=2.0)
+    assert found is not None
+    assert abs(found.start - (0.25 + (at + 800) / SR)) < 0.011, found  # not 190 ms late
+    assert abs(found.end - (0.25 + (at + stall + len(voice) - 800) / SR)) < 0.011, found
+
+
 def test_recording_proxy_passes_a_stream_through_and_records_it() -> None:
     with ScriptedLLMServer([{"match": "hello", "reply": "Hello there, how are you today?"}]) as upstream:
         proxy = RecordingProxy(upstream.base_url).start()

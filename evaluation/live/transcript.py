@@ -39,23 +39,49 @@ def _onset_offset(pcm: np.ndarray, rate: int) -> tuple[int, int]:
     return loud[0] * frame, (loud[-1] + 1) * frame
 
 
+def _match(hay: np.ndarray, needle: np.ndarray) -> tuple[int, float]:
+    """Best offset of `needle` in `hay` and its normalised correlation there."""
+    corr = fftconvolve(hay, needle[::-1], mode="valid")
+    k = int(np.argmax(corr))
+    denom = float(np.linalg.norm(hay[k : k + len(needle)]) * np.linalg.norm(needle)) or 1.0
+    return k, float(corr[k]) / denom
+
+
+def _edge(hay: np.ndarray, piece: np.ndarray, guess: int, slack: int, min_score: float) -> int | None:
+    """Where `piece` (an edge of the utterance) sits in `hay` within `slack` samples of `guess`."""
+    a, b = max(0, guess - slack), min(len(hay), guess + len(piece) + slack)
+    if b - a < len(piece) or not len(piece):
+        return None
+    k, score = _match(hay[a:b], piece)
+    return a + k if score >= min_score else None
+
+
 def locate(mic: np.ndarray, pcm: np.ndarray, rate: int, mic_offset: float, expected: float,
-           before_s: float = 0.5, after_s: float = 4.0) -> Located | None:
-    """Find `pcm` in `mic` near ear time `expected` (pacat starts 0-1.5 s after it is launched)."""
+           before_s: float = 0.5, after_s: float = 4.0, edge_s: float = 0.25, edge_slack_s: float = 0.5,
+           edge_score: float = 0.6) -> Located | None:
+    """Find `pcm` in `mic` near ear time `expected` (pacat starts 0-1.5 s after it is launched).
+
+    The whole utterance is matched first; then its first and last `edge_s` of voice are matched again
+    on their own, within `edge_slack_s` of where the whole match put them. The player (`pacat`) can
+    stall mid-utterance on a loaded machine: the voice then reaches the mic in two pieces, the whole
+    match aligns with the longer one (a low score), and its start was off by the stall (measured:
+    190 ms late, so the device's correct barge-in looked like it came before the user spoke)."""
     lo = max(0, int((expected - mic_offset - before_s) * rate))
     hi = min(len(mic), int((expected - mic_offset + after_s) * rate) + len(pcm))
     hay = mic[lo:hi].astype(np.float32)
     needle = pcm.astype(np.float32)
     if len(hay) < len(needle) or not len(needle):
         return None
-    corr = fftconvolve(hay, needle[::-1], mode="valid")
-    k = int(np.argmax(corr))
-    window = hay[k : k + len(needle)]
-    denom = float(np.linalg.norm(window) * np.linalg.norm(needle)) or 1.0
+    k, score = _match(hay, needle)
     on, off = _onset_offset(pcm, rate)
-    start = (lo + k + on) / rate + mic_offset
-    end = (lo + k + off) / rate + mic_offset
-    return Located(start, end, float(corr[k]) / denom)
+    first, last = k + on, k + off
+    e, slack = int(edge_s * rate), int(edge_slack_s * rate)
+    if off - on > 2 * e:
+        head = _edge(hay, needle[on : on + e], k + on, slack, edge_score)
+        tail = _edge(hay, needle[off - e : off], k + off - e, slack, edge_score)
+        first = head if head is not None else first
+        last = tail + e if tail is not None else last
+    return Located((lo + first) / rate + mic_offset, (lo + last) / rate + mic_offset, score)
 
 
 @dataclass(frozen=True)
