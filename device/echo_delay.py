@@ -39,7 +39,8 @@ class EchoDelaySettings:
     min_ncc: float = 0.8        # an estimate counts only if one lag explains the mic this well
     min_ref_rms: float = 300.0  # estimates need the speaker to be playing something
     search_s: float = 0.004     # a frame's residual searches this far either side of the estimate
-    jump_window_s: float = 0.08 # a frame the estimate does not explain: its last this-long, over all lags...
+    explained: float = 0.1      # a frame the estimate leaves less than this share of is explained; else
+    jump_window_s: float = 0.08 # its last this-long is searched over all lags, and a lag that...
     jump_ncc: float = 0.9       # ...explained this well by one lag is echo at a new delay (taken at once)
     stale_s: float = 10.0       # an estimate older than this is not used
 
@@ -107,17 +108,18 @@ class EchoDelay:
 
     def residual(self, t: float, n: int) -> Optional[float]:
         """RMS of the raw mic over [t, t + n samples) after removing the best delayed, scaled copy of
-        the reference within `search_s` of the estimated delay. If that leaves most of the frame, the
-        delay may just have moved (the card's timing jumped): the last `jump_window_s` is searched over
-        every lag, and a lag that explains it almost wholly is taken as the new delay at once. None
-        while no delay is known."""
+        the reference within `search_s` of the estimated delay. If that leaves more than `explained`
+        of the frame, the delay may just have moved (the card's timing jumped, or a reply starts after
+        a silence in which it did): the last `jump_window_s` is searched over every lag, and a lag
+        that explains it almost wholly is taken as the new delay at once. None while no delay is
+        known."""
         s, r = self.settings, self.rate
         if not s.enabled:
             return None
         left = self._near_estimate(t, n)
         m = self.mic.read(t, n).astype(np.float64)
         level = float(np.sqrt(np.dot(m, m) / n))
-        if left is not None and left < 0.5 * level:
+        if left is not None and left < s.explained * level:
             return left
         w = int(round(s.jump_window_s * r))
         lo, hi = int(round(s.min_lag_s * r)), int(round(s.max_lag_s * r))
