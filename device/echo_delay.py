@@ -60,13 +60,11 @@ class EchoDelay:
         self.estimates = 0
         self.jumps = 0  # delays taken at once from a frame the estimate did not explain
         self._next_at: Optional[float] = None
-        self._mic_end: Optional[float] = None
 
     def feed(self, mic: np.ndarray, t: float) -> None:
         """Raw mic samples (before the canceller) with the stream time of the first."""
         self.mic.write(np.asarray(mic, dtype=np.int16), t)
         end = t + len(mic) / self.rate
-        self._mic_end = end
         s = self.settings
         if not s.enabled:
             return
