@@ -159,7 +159,7 @@ class MicPath:
                               aec.filter_ms)
         self.detector = BargeInDetector(bargein, make_vad(vad, rate),
                                         OnsetDetector(vad.onset_frames, vad.offset_frames, vad.pause_frames), rate,
-                                        self.reference, vad.threshold, self.delay if aec.track_delay else None)
+                                        self.reference, vad.threshold, self.delay)
         self.listeners: list[Callable[[np.ndarray, float], None]] = []
 
     def played(self, pcm: np.ndarray, dac_time: float) -> None:

@@ -63,11 +63,11 @@ class EchoDelay:
 
     def feed(self, mic: np.ndarray, t: float) -> None:
         """Raw mic samples (before the canceller) with the stream time of the first."""
-        self.mic.write(np.asarray(mic, dtype=np.int16), t)
-        end = t + len(mic) / self.rate
         s = self.settings
         if not s.enabled:
             return
+        self.mic.write(np.asarray(mic, dtype=np.int16), t)
+        end = t + len(mic) / self.rate
         if self._next_at is None:
             self._next_at = end + s.window_s
         if end >= self._next_at:
@@ -114,8 +114,8 @@ class EchoDelay:
         s, r = self.settings, self.rate
         if not s.enabled:
             return None
-        left = self._near_estimate(t, n)
         m = self.mic.read(t, n).astype(np.float64)
+        left = self._near_estimate(t, m)
         level = float(np.sqrt(np.dot(m, m) / n))
         if left is not None and left < s.explained * level:
             return left
@@ -127,14 +127,14 @@ class EchoDelay:
             return left
         self.delay_s, self.ncc, self.estimated_at = (hi - j) / r, float(ncc[j]), t + n / r
         self.jumps += 1
-        again = self._near_estimate(t, n)
+        again = self._near_estimate(t, m)
         return again if left is None or again is None else min(left, again)
 
-    def _near_estimate(self, t: float, n: int) -> Optional[float]:
-        s, r = self.settings, self.rate
+    def _near_estimate(self, t: float, m: np.ndarray) -> Optional[float]:
+        """What is left of the mic frame `m` (starting at t) near the estimated delay; None if stale."""
+        s, r, n = self.settings, self.rate, len(m)
         if self.delay_s is None or self.estimated_at is None or t - self.estimated_at > s.stale_s:
             return None
-        m = self.mic.read(t, n).astype(np.float64)
         k = int(round(s.search_s * r))
         d = int(round(self.delay_s * r))
         ref = self.reference.read(t - (d + k) / r, n + 2 * k).astype(np.float64)

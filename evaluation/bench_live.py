@@ -13,10 +13,13 @@ did with what those recordings show, on one monotonic clock:
   that sample in the ear recording; and the error of the device's own DAC timestamp for it.
 - barge-in stop at the ear: the user's first sample in the mic recording -> the last agent sample
   in the ear recording, with echo at `--echo-gain`.
-- the speaker's own voice, before the trials: `echo_only_s` of agent speech with nobody talking. Every
-  speech onset there is a false barge-in, every optimistic pause a false pause (the device machine's
-  own counts), so `--track-delay both` shows what the echo delay tracker (`device.echo_delay`) buys
-  on a real sound server, side by side in one run.
+- the speaker's own voice, before the trials: `echo_only_s` of agent speech with nobody talking. Read
+  off the ear recording (the played samples located in it, `evaluation.live.ear`): a pause that
+  resumed within `PAUSE_MAX_S` is a false pause, a longer one (or playback that never resumed) a
+  false barge-in (a pause that fell in a silence of the speech cannot be seen there, so the ear may
+  count fewer); the device's own counts are reported beside them as a cross-check. So
+  `--track-delay both` shows what the echo delay tracker (`device.echo_delay`) buys on a real sound
+  server, side by side in one run.
 
 The recorders' own buffering (`parec --latency-msec=10`) bounds the error of each figure to about
 10 ms; the report says so.
@@ -34,6 +37,7 @@ import numpy as np
 
 SR = 16000
 RECORDER_ERROR_MS = 10  # parec --latency-msec=10
+PAUSE_MAX_S = 0.5  # a gap in the played samples that resumed within this is a (false) optimistic pause
 
 
 @dataclass
@@ -107,7 +111,7 @@ def run(trials: int = 6, echo_gain: float = 0.3, echo_delay_ms: float = 30.0, du
         loop = threading.Thread(target=app.serve, name="device-loop", daemon=True)
         loop.start()
         time.sleep(3.0)  # PortAudio on PulseAudio stalls once after start
-        echo_report = _echo_only(app, onsets, handed, echo_only_s, progress) if echo_only_s > 0 else None
+        echo_report = _echo_only(app, ear, onsets, handed, echo_only_s, progress) if echo_only_s > 0 else None
         results: list[_Trial] = []
         for k in range(trials):
             tr = _Trial()
@@ -194,9 +198,12 @@ def _when_seen(seen: list[tuple[float, np.ndarray]], pcm: np.ndarray, user_at: f
     return window[min(i, len(window) - 1)][0]
 
 
-def _echo_only(app: Any, onsets: list[float], handed: dict[int, float], seconds: float, progress) -> dict[str, Any]:
-    """Play agent speech for `seconds` with nobody in the room; count what the device took for a user."""
+def _echo_only(app: Any, ear: Any, onsets: list[float], handed: dict[int, float], seconds: float,
+               progress) -> dict[str, Any]:
+    """Play agent speech for `seconds` with nobody in the room; count, from the ear recording, where the
+    device stopped it."""
     from evaluation.bench import AGENT_TEXTS, synth
+    from evaluation.live.ear import LiveEarIndex
     from icp.messages import Action, AudioFrame, Control, Segment
 
     pcm = np.concatenate([synth(t) for t in AGENT_TEXTS])
@@ -205,22 +212,33 @@ def _echo_only(app: Any, onsets: list[float], handed: dict[int, float], seconds:
     app._down_q.append(Segment(seg, "echo", "t", "bench", (), 0, SR, len(pcm), 0))
     for off in range(0, len(pcm), 4000):
         app._down_q.append(AudioFrame(seg, off, pcm[off:off + 4000].astype("<i2").tobytes(), off + 4000 >= len(pcm)))
+    ear_from = len(ear)
     deadline = time.monotonic() + 5
     while seg not in handed and time.monotonic() < deadline:
         time.sleep(0.005)
     start, pauses0, paused0 = time.monotonic(), app.machine.false_pauses, app.machine.false_pause_s
     n0 = len(onsets)
     time.sleep(seconds + 0.3)
-    pauses, paused = app.machine.false_pauses - pauses0, app.machine.false_pause_s - paused0
-    false_at = [round(t - start, 2) for t in onsets[n0:] if t >= start]
-    false_onsets = len(false_at)
+    own_pauses, own_paused = app.machine.false_pauses - pauses0, app.machine.false_pause_s - paused0
+    own_onsets = len([t for t in onsets[n0:] if t >= start])
     app._down_q.append(Control(Action.FLUSH, "bench"))
     time.sleep(1.0)
+    index = LiveEarIndex(SR)
+    index.update(ear.samples()[ear_from:], {seg: pcm})
+    gaps, stopped, last = [], 0, None
+    for s, e, _, first in index.spans():
+        if last is not None and first >= last[1] - 200 and s - last[0] > 0.015:
+            gaps.append(s - last[0])
+        last = (e, first + int(round((e - s) * SR)))
+    short = [g for g in gaps if g <= PAUSE_MAX_S]
+    stopped = len(gaps) - len(short) + (1 if last is not None and last[1] < len(pcm) - SR // 10 else 0)
     minutes = seconds / 60.0
-    progress(f"  echo only, {seconds:.0f} s: {false_onsets} false barge-ins, {pauses} false pauses "
-             f"({1000 * paused:.0f} ms paused)")
-    return {"seconds": seconds, "false_bargeins": false_onsets, "false_bargeins_at_s": false_at, "false_pauses": pauses,
-            "false_pauses_per_min": round(pauses / minutes, 1), "false_pause_ms_total": round(1000 * paused, 1)}
+    progress(f"  echo only, {seconds:.0f} s, at the ear: {stopped} false barge-ins, {len(short)} false pauses "
+             f"({1000 * sum(short):.0f} ms paused); the device's own count: {own_onsets} onsets, {own_pauses} pauses")
+    return {"seconds": seconds, "false_bargeins": stopped, "false_pauses": len(short),
+            "false_pauses_per_min": round(len(short) / minutes, 1), "false_pause_ms_total": round(1000 * sum(short), 1),
+            "device_own_count": {"onsets": own_onsets, "false_pauses": own_pauses,
+                                 "false_pause_ms": round(1000 * own_paused, 1)}}
 
 
 def _ms(a: Optional[float], b: Optional[float]) -> Optional[float]:

@@ -45,7 +45,6 @@ class SampleClock:
         self.settings = settings
         self._anchor: Optional[float] = None  # time of the next sample to come
         self.resyncs = 0                      # discontinuities seen (after the first stamp)
-        self.last_error_s = 0.0               # the last stamp's distance from the sample count
         self.mean_error_s = 0.0               # the filtered distance (what the dead band is about)
         self.adjustments = 0                  # times the anchor moved inside the dead-band logic
         self._seen = 0                        # buffers since the stream (re)started
@@ -59,7 +58,6 @@ class SampleClock:
             self.mean_error_s, self._seen = 0.0, 0
         else:
             err = reported - self._anchor
-            self.last_error_s = err
             self._seen += 1
             if discontinuity or abs(err) > s.jump_s:
                 self.resyncs += 1

@@ -17,8 +17,9 @@ Three things here come from running on a real sound server rather than on the vi
   single stream for cards where it behaves.
 - **Stream time is smoothed.** The ADC/DAC times PortAudio computes at each callback jitter by
   several ms over PulseAudio; the times handed out are each stream's sample count on an anchor that
-  follows them slowly, re-anchored on an underrun, an overflow or a jump (`device.audio.clock`), so the
-  echo canceller sees a fixed echo path and the playback cursor a continuous clock.
+  moves, by whole samples, only when the stamps' mean drifts out of a dead band, and at once on an
+  underrun, an overflow or a jump (`device.audio.clock`), so the echo canceller sees a fixed echo path
+  and the playback cursor a continuous clock.
 - **The card can vanish** (a USB card unplugged, PulseAudio or PipeWire restarted). `failure()`
   says so (a stream that stopped, or no callback for `stall_s`); the device then reports the error
   and calls `reopen()` until the card is back. `stop()` never blocks for long: tearing down a stream
