@@ -133,6 +133,10 @@ def question(w: TurnWorld, i: int, rng: random.Random) -> Trial:
         tr.note = (tr.note + " " if tr.note else "") + f"turn closed +{1000 * (closed - tr.user_end):.0f} ms"
     if finals:
         tr.note = (tr.note + " " if tr.note else "") + f"final sent +{1000 * (finals[0][0] - tr.user_end):.0f} ms"
+    last = next((t for t, b in reversed(w.sent) if tr.user_start <= t <= (finals[0][0] if finals else t)
+                 and isinstance(b, Utterance) and not b.final), None)
+    if last is not None:  # the partial the engine could speculate from (the final's words, if complete)
+        tr.note += f" last partial +{1000 * (last - tr.user_end):.0f} ms"
     seg = next((t for t, _ in w.segment_sent if t >= tr.user_start), None)
     if seg is not None:  # the engine sent the reply's first segment (LLM and synthesis done)
         tr.note += f" segment +{1000 * (seg - tr.user_end):.0f} ms"

@@ -46,6 +46,7 @@ from icp.engine.speech import AFFIRMATIVE, Speech
 from icp.engine.table import Deadline, State, Step
 from icp.messages.playback import Action
 from icp.segmenter import next_cut
+from icp.turn_end import end_of_turn
 from icp.words import split_words
 
 S = State
@@ -92,7 +93,7 @@ class Partials(Speech):
                 return
         elif self.state in (S.IDLE, S.LISTENING):
             speaking = False
-            if not self.settings.speculate or (self.awaiting_yes and AFFIRMATIVE.match(text)):
+            if not self.settings.speculate or (self.awaiting_yes and AFFIRMATIVE.match(text)) or self._unfinished(text):
                 return
         else:
             return
@@ -147,8 +148,13 @@ class Partials(Speech):
         if (d is D.ABSORB and req.speaking and self.settings.early_absorb and not _only_openings(req.text)
                 and ev.confidence >= self.settings.early_absorb_confidence and self.utterance_hint is not Hint.CANCEL):
             self._absorb_early(req)
-        elif d in SPECULATIVE[req.speaking] and self.settings.speculate and ev.confidence >= self.settings.speculate_confidence:
+        elif (d in SPECULATIVE[req.speaking] and self.settings.speculate and not self._unfinished(req.text)
+              and ev.confidence >= self.settings.speculate_confidence):
             self._speculate(req, d)
+
+    def _unfinished(self, text: str) -> bool:
+        """Words plainly not the whole turn (`speculate_min_complete`): no answer is started on them."""
+        return end_of_turn(text).complete < self.settings.speculate_min_complete
 
     # -- early ABSORB ---------------------------------------------------------------------------
     def _absorb_early(self, req: PartialRequest) -> None:
