@@ -41,7 +41,7 @@ Settings (TOML, every key optional; flags below override the file; device/exampl
              after an underrun does not make the speaker's own voice a barge-in)
   [vad]      backend: webrtc (default) | silero; aggressiveness (0-3), frame_ms (10/20/30), threshold,
              onset_frames (3: consecutive speech frames for an onset), offset_frames (25),
-             pause_frames (3: quiet frames inside speech at which the turn's end is considered)
+             pause_frames (5: quiet frames inside speech at which the turn's end is considered)
   [bargein]  enabled (true), min_rms (150), echo_margin (2.5: speech must be this many times louder
              than the expected residual echo), suspect_margin (3.0: a frame this far above the echo's
              typical level pauses playback optimistically, before the VAD's onset)

@@ -26,7 +26,7 @@ class VadSettings:
     silero_model: Optional[Path] = None  # default: models/openwakeword/silero_vad.onnx or the silero-vad wheel's
     onset_frames: int = 3          # consecutive speech frames that make an onset
     offset_frames: int = 25        # consecutive non-speech frames that end speech
-    pause_frames: int = 3          # non-speech frames inside speech that make a pause (a possible turn end)
+    pause_frames: int = 5          # non-speech frames inside speech that make a pause (a possible turn end)
 
 
 class Vad(Protocol):
