@@ -333,7 +333,9 @@ def test_talk_button_wakes_and_long_press_cancels_with_a_hint(broker, rigs, pins
     set_orb = app.gpio.set_orb
     app.gpio.set_orb = lambda state: (shown.append(state), set_orb(state))[-1]
     app.link.drop_connection()
-    wait(app, lambda: "offline" in shown, wall_s=5)
+    # the loss is seen on paho's thread in wall time: simulated time must not run out first (the card
+    # steps far faster than real time; 5 simulated seconds went by before paho noticed, 2 runs in ~25)
+    wait(app, lambda: "offline" in shown, sim_s=600.0, wall_s=5)
 
 
 # ---- dashboard commands ----------------------------------------------------------------------------
