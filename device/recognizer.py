@@ -88,6 +88,7 @@ class AsrWorker:
     # ---- the worker thread ----
     def _run(self) -> None:
         try:
+            t0 = time.monotonic()
             self.asr = self._factory()
             if self._turn_factory is not None:
                 try:
@@ -95,6 +96,10 @@ class AsrWorker:
                 except Exception as exc:  # the words alone still judge the end of a turn
                     log.warning("audio end-of-turn model unavailable (%s: %s); judging turns by their words",
                                 type(exc).__name__, exc)
+            # Until now speech is heard but cannot be transcribed; loading competes with the audio for
+            # the CPU (seconds on a cold Pi), so an operator (and a test) wants to know when it is over.
+            log.info("recogniser ready: %s%s (%.1f s)", getattr(self.asr, "backend", type(self.asr).__name__),
+                     " + audio end-of-turn model" if self.turn_model is not None else "", time.monotonic() - t0)
         except Exception as exc:  # a missing model must not kill the device: it runs without ASR
             self.error = f"{type(exc).__name__}: {exc}"
             log.error("ASR unavailable: %s", self.error)

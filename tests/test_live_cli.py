@@ -84,7 +84,14 @@ def test_cli_processes_on_a_foreign_pulseaudio(tmp_path, broker):
             watch.wait(lambda t, p: t.endswith("/up/hello"), 30, "the device's hello")
         except AssertionError as e:
             raise AssertionError(f"{e}\n{logs()}") from None
-        time.sleep(4.0)  # the recogniser loads on its worker thread; PortAudio's start-up stall passes
+        # The recogniser loads on its worker thread, competing with the audio for the two cores: the phrase
+        # waits for it (a fixed 4 s was too short with cold caches in a whole-suite run: an underrun
+        # garbled "causes" to "can in"), then for PortAudio's start-up stall to pass.
+        deadline = time.monotonic() + 60
+        while b"recogniser ready" not in (tmp_path / "device.log").read_bytes():
+            assert time.monotonic() < deadline, f"the device's recogniser never became ready\n{logs()}"
+            time.sleep(0.1)
+        time.sleep(1.5)
 
         hey, question = _espeak("hey jarvis"), _espeak(QUESTION)
         clean = _clean_decode(question)
