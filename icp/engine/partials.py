@@ -93,7 +93,10 @@ class Partials(Speech):
                 return
         elif self.state in (S.IDLE, S.LISTENING):
             speaking = False
-            if not self.settings.speculate or (self.awaiting_yes and AFFIRMATIVE.match(text)) or self._unfinished(text):
+            if not self.settings.speculate or (self.awaiting_yes and AFFIRMATIVE.match(text)):
+                return
+            if self._unfinished(text):
+                self.partial = None  # newer words: an answer to the earlier partial's is stale
                 return
         else:
             return

@@ -361,5 +361,13 @@ def test_plainly_unfinished_words_start_no_speculation():
     assert speculative(idle_partial(sim, "tell me about the")) == []
     assert sim.session.speculation is None
     assert len(speculative(idle_partial(sim, "tell me about the tides"))) == 1  # the finished words do
+    # newer, unfinished words make an earlier partial's answer stale even while it is being classified
+    late = make(Disposition.NEW)
+    late.send(E.WakeDetected(late.now))
+    late.send(E.UtterancePartial(late.now, "u1", "tell me about the tides"))
+    late.send(E.UtterancePartial(late.now, "u1", "tell me about the tides and the"))
+    for _ in range(6):
+        late.step()
+    assert speculative(late.log) == [] and late.session.speculation is None
     off = make(Disposition.NEW, speculate_min_complete=0.0)
     assert len(speculative(idle_partial(off, "tell me about the"))) == 1  # the knob turns the check off
