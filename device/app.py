@@ -41,7 +41,6 @@ from device.parts import build_asr, build_turn_model, build_wakeword, gpio_setti
 from device.playback import ChunkResult, Idle, Playback, PlaybackSettings, SegmentEnded, SegmentInfo, SegmentsDropped
 from device.telemetry import TelemetryCounters
 from device import vad as v
-from icp.device.turns import audio_can_decide
 from icp.messages import AudioFrame, Capability, Control, Cursor, EngineState, Envelope, Segment
 from servicekit.systemd import Notifier
 
@@ -90,8 +89,7 @@ class DeviceApp(Executors):
             turns = config.turns
             self.asr = AsrWorker((lambda: asr) if asr is not None else (lambda: build_asr(config)),
                                  turn_factory=(lambda: build_turn_model(config))
-                                 if turns.semantic_eot and turns.audio_eot else None,
-                                 turn_wanted=lambda text: audio_can_decide(self.machine.settings, text))
+                                 if turns.semantic_eot and turns.audio_eot else None)
         self._capturing: Optional[str] = None
         # Simulated time waits for the recogniser (as for a user whose words take no time to
         # recognise) on a virtual card not paced by the wall clock; real time never waits.

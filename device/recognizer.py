@@ -32,14 +32,11 @@ log = logging.getLogger(__name__)
 
 class AsrWorker:
     def __init__(self, factory: Callable[[], object], name: str = "asr",
-                 turn_factory: Optional[Callable[[], object]] = None,
-                 turn_wanted: Optional[Callable[[str], bool]] = None) -> None:
+                 turn_factory: Optional[Callable[[], object]] = None) -> None:
         self._factory = factory
-        # An audio end-of-turn model (`device.turn_audio.SmartTurn`), asked at each quick transcript
-        # whose words it could overrule (`turn_wanted`, default: all; `icp.device.turns.audio_can_decide`);
+        # An audio end-of-turn model (`device.turn_audio.SmartTurn`), asked at each quick transcript;
         # optional: without it (or when it cannot load) the machine judges the words alone.
         self._turn_factory = turn_factory
-        self._turn_wanted = turn_wanted
         self.turn_model = None
         self._q: "queue.Queue[tuple]" = queue.Queue()
         self.results: deque[m.Event] = deque()
@@ -182,15 +179,13 @@ class AsrWorker:
                 else:
                     self.timings.append(("quick", p.audio_ms, (time.monotonic() - t0) * 1000))
                     text, audio_ms = p.text, p.audio_ms
-            listen = self.turn_model is not None and bool(text) and (
-                self._turn_wanted is None or self._turn_wanted(text))
-            if listen and uid not in self._cancelled:
+            if self.turn_model is not None and text and uid not in self._cancelled:
                 # The words go out now as an ordinary partial (the engine may start the answer on them);
                 # the audio model's 50-110 ms come after, with the end-of-turn look.
                 self.results.append(m.AsrPartial(uid, text, audio_ms=audio_ms))
             if uid not in self._cancelled:
                 self.results.append(m.AsrPartial(uid, text, audio_ms=audio_ms, quick=True,
-                                                 turn_audio=self._turn_audio(uid) if listen else None))
+                                                 turn_audio=self._turn_audio(uid)))
         elif op == "finish":
             if self._current != uid:
                 self.results.append(m.AsrFailed(uid, "finish without start"))

@@ -18,7 +18,7 @@ from icp.device.table import State, Step
 from icp.turn_end import WH_WORDS, end_of_turn
 
 if TYPE_CHECKING:
-    from icp.device.machine import DeviceMachine, MachineSettings
+    from icp.device.machine import DeviceMachine
 
 
 class Turns:
@@ -69,7 +69,10 @@ class Turns:
         unsure = (st.turn_end.complete_at + st.turn_end.incomplete_below) / 2
         if turn_audio is not None and score >= st.turn_end.complete_at and turn_audio < st.audio_complete_at:
             return unsure
-        if score >= st.turn_end.complete_at and not _fast_kind(st, text):
+        if st.eot_fast_questions_only and score >= st.turn_end.complete_at and not _question_or_short(text):
+            # A statement or request ("Tell me about the moon.") is often extended after a breath ("...
+            # and its phases"); Whisper's "?" on a question is the stronger sign of a closed turn. Chosen
+            # after `segue-bench turns` showed such cut-offs (not a held-out decision).
             return unsure
         return score
 
@@ -78,21 +81,6 @@ class Turns:
             self._run_start = ev.at
             self._silence_since = None
             self._eot = None
-
-
-def audio_can_decide(settings: "MachineSettings", text: str) -> bool:
-    """Whether an audio end-of-turn model's answer could change the verdict on `text` (`Turns._judge`):
-    only words that look complete, of a kind that may end a turn fast, are ever vetoed by it. The
-    recogniser asks before running the model (50-110 ms of CPU on a Pi-class core), so the quick look
-    at a short pause inside a sentence does not hold up the one at its end."""
-    return end_of_turn(text).complete >= settings.turn_end.complete_at and _fast_kind(settings, text)
-
-
-def _fast_kind(settings: "MachineSettings", text: str) -> bool:
-    # A statement or request ("Tell me about the moon.") is often extended after a breath ("... and
-    # its phases"); Whisper's "?" on a question is the stronger sign of a closed turn. Chosen after
-    # `segue-bench turns` showed such cut-offs (not a held-out decision).
-    return not settings.eot_fast_questions_only or _question_or_short(text)
 
 
 def _question_or_short(text: str) -> bool:

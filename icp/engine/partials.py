@@ -46,7 +46,6 @@ from icp.engine.speech import AFFIRMATIVE, Speech
 from icp.engine.table import Deadline, State, Step
 from icp.messages.playback import Action
 from icp.segmenter import next_cut
-from icp.turn_end import end_of_turn
 from icp.words import split_words
 
 S = State
@@ -94,9 +93,6 @@ class Partials(Speech):
         elif self.state in (S.IDLE, S.LISTENING):
             speaking = False
             if not self.settings.speculate or (self.awaiting_yes and AFFIRMATIVE.match(text)):
-                return
-            if self._unfinished(text):
-                self.partial = None  # newer words: an answer to the earlier partial's is stale
                 return
         else:
             return
@@ -151,13 +147,8 @@ class Partials(Speech):
         if (d is D.ABSORB and req.speaking and self.settings.early_absorb and not _only_openings(req.text)
                 and ev.confidence >= self.settings.early_absorb_confidence and self.utterance_hint is not Hint.CANCEL):
             self._absorb_early(req)
-        elif (d in SPECULATIVE[req.speaking] and self.settings.speculate and not self._unfinished(req.text)
-              and ev.confidence >= self.settings.speculate_confidence):
+        elif d in SPECULATIVE[req.speaking] and self.settings.speculate and ev.confidence >= self.settings.speculate_confidence:
             self._speculate(req, d)
-
-    def _unfinished(self, text: str) -> bool:
-        """Words plainly not the whole turn (`speculate_min_complete`): no answer is started on them."""
-        return end_of_turn(text).complete < self.settings.speculate_min_complete
 
     # -- early ABSORB ---------------------------------------------------------------------------
     def _absorb_early(self, req: PartialRequest) -> None:

@@ -51,12 +51,6 @@ class EngineSettings:
     # (held back, never sent unless adopted), so adoption sends audio at once instead of after one TTS
     # call (piper: ~100-200 ms). False: the first segment is synthesised at adoption.
     speculate_audio: bool = True
-    # A partial whose words are plainly unfinished (`icp.turn_end.end_of_turn` below this: it ends on
-    # "the", "and", "of", a filler...) starts no speculation: its final will say more, so the answer
-    # would be cancelled, and its LLM request and held synthesis (piper: 70-110 ms of CPU each, one per
-    # partial every 0.25 s of speech) would only slow the quick transcript at the real end of the turn.
-    # 0: speculate on every partial.
-    speculate_min_complete: float = 0.3
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.heard_threshold < 1.0:
@@ -65,7 +59,7 @@ class EngineSettings:
             raise ValueError("lookahead_ms must be positive")
         if self.undo_window_s < 0:
             raise ValueError("undo_window_s must be >= 0")
-        for name in ("early_absorb_confidence", "speculate_confidence", "speculate_min_complete"):
+        for name in ("early_absorb_confidence", "speculate_confidence"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
 

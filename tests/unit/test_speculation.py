@@ -352,22 +352,3 @@ def test_nothing_is_synthesised_ahead_while_the_reply_is_being_synthesised_or_wh
     sim = make(Disposition.NEW, speculate_audio=False)
     out = idle_partial(sim, "tell me about tides")
     assert speculative(out) and not any(isinstance(c, C.Synthesise) for c in out)
-
-
-def test_plainly_unfinished_words_start_no_speculation():
-    """"tell me about the" will be followed by more words: an answer started on it would be cancelled,
-    and its LLM request and held synthesis would only compete with the quick transcript at the turn's end."""
-    sim = make(Disposition.NEW)
-    assert speculative(idle_partial(sim, "tell me about the")) == []
-    assert sim.session.speculation is None
-    assert len(speculative(idle_partial(sim, "tell me about the tides"))) == 1  # the finished words do
-    # newer, unfinished words make an earlier partial's answer stale even while it is being classified
-    late = make(Disposition.NEW)
-    late.send(E.WakeDetected(late.now))
-    late.send(E.UtterancePartial(late.now, "u1", "tell me about the tides"))
-    late.send(E.UtterancePartial(late.now, "u1", "tell me about the tides and the"))
-    for _ in range(6):
-        late.step()
-    assert speculative(late.log) == [] and late.session.speculation is None
-    off = make(Disposition.NEW, speculate_min_complete=0.0)
-    assert len(speculative(idle_partial(off, "tell me about the"))) == 1  # the knob turns the check off
