@@ -57,6 +57,7 @@ class BargeInTrial:
     user_at: Optional[float]      # None: echo only
     onset_at: Optional[float]     # first onset the detector reported
     stop_ms: Optional[float]      # user speech start at the mic -> last agent sample at the ear
+    suspects: tuple[float, ...] = ()  # every suspicion (where an optimistic pause would start)
 
 
 def bargein_trial(agent: np.ndarray, user: Optional[np.ndarray], user_at: Optional[float], echo_gain: float,
@@ -67,7 +68,7 @@ def bargein_trial(agent: np.ndarray, user: Optional[np.ndarray], user_at: Option
     from device.audio import VirtualCard, VirtualCardSettings
     from device.bargein import MicPath
     from device.playback import Playback, SegmentInfo
-    from device.vad import SpeechOnset
+    from device.vad import SpeechOnset, SpeechSuspect
 
     card = VirtualCard(VirtualCardSettings(echo_gain=echo_gain, echo_delay_ms=echo_delay_ms,
                                            output_latency_ms=latency_ms, jitter_ms=jitter_ms, seed=seed))
@@ -76,11 +77,14 @@ def bargein_trial(agent: np.ndarray, user: Optional[np.ndarray], user_at: Option
     pb.add_audio(1, 0, agent, last=True)
     mic = MicPath(SR, AecSettings(backend=aec_backend))
     onsets: list[float] = []
+    suspects: list[float] = []
 
     def callback(pcm_in, frames, times):
         pcm, spans = pb.render(frames, times.output_dac_time)
         mic.played(pcm, times.output_dac_time)
         for ev in mic.capture(pcm_in, times.input_adc_time):
+            if isinstance(ev, SpeechSuspect):
+                suspects.append(ev.at)
             if isinstance(ev, SpeechOnset) and not onsets:
                 onsets.append(ev.at)
                 pb.pause()  # what the device's state machine does, within the same frame
@@ -94,7 +98,7 @@ def bargein_trial(agent: np.ndarray, user: Optional[np.ndarray], user_at: Option
     if user_at is not None and onsets:
         last = card.ear.last_agent_time()
         stop_ms = 1000.0 * (last + 1 / SR - user_at) if last is not None else 0.0
-    return BargeInTrial(echo_gain, agent_index, user_at, onsets[0] if onsets else None, stop_ms)
+    return BargeInTrial(echo_gain, agent_index, user_at, onsets[0] if onsets else None, stop_ms, tuple(suspects))
 
 
 def bargein_suite(gains=(0.1, 0.3, 0.5), user_times=(0.8, 1.5, 2.5, 4.0, 6.0), aec_backend: str = "speex",

@@ -74,41 +74,13 @@ def test_bargein_suite():
     assert s["pause_latency_ms"]["p95"] <= 350
 
 
-def _first_suspicions(agent: np.ndarray, user: np.ndarray, user_at: float) -> list[float]:
-    """Stream times of every `SpeechSuspect` with the agent playing on the virtual card (echo gain 0.3,
-    20 ms, no jitter) and `user` said at `user_at`."""
-    from device.aec import AecSettings
-    from device.audio import VirtualCard, VirtualCardSettings
-    from device.bargein import MicPath
-    from device.playback import Playback, SegmentInfo
-    from device.vad import SpeechSuspect
-
-    card = VirtualCard(VirtualCardSettings(echo_gain=0.3, echo_delay_ms=20, output_latency_ms=100, jitter_ms=0))
-    pb = Playback()
-    pb.add_segment(SegmentInfo(1, len(agent)))
-    pb.add_audio(1, 0, agent, last=True)
-    mic = MicPath(16000, AecSettings())
-    seen: list[float] = []
-
-    def callback(pcm_in, frames, times):
-        pcm, spans = pb.render(frames, times.output_dac_time)
-        mic.played(pcm, times.output_dac_time)
-        seen.extend(ev.at for ev in mic.capture(pcm_in, times.input_adc_time) if isinstance(ev, SpeechSuspect))
-        return pcm, spans
-
-    card.start(callback)
-    card.add_mic(user, user_at)
-    card.run(user_at + 0.3)
-    return seen
-
-
 @needs_espeak
 @pytest.mark.parametrize("user_at", [2.0, 2.6, 3.2])
 def test_a_soft_onset_over_echo_is_suspected_on_its_first_frame(user_at):
     """The canceller's suppressor holds a voice's first 10-20 ms back (a breathy "Hold on" came out at
     140 RMS from 1450); what the delayed copy of the reference leaves of the raw mic does not, so the
     reply pauses on the first frame of the user's voice: one frame later costs 20 ms of talking over them."""
-    from evaluation.bench import AGENT_TEXTS, synth
+    from evaluation.bench import AGENT_TEXTS, bargein_trial, synth
 
     agent = synth(AGENT_TEXTS[1])
     voice = synth("Hold on, what do you mean?", voice="en-gb+m3", speed=170)
@@ -116,6 +88,6 @@ def test_a_soft_onset_over_echo_is_suspected_on_its_first_frame(user_at):
     voice = voice[loud[0]:]  # from the vowel's attack: espeak's own lead-in is quieter than a person's
     breath = (np.random.default_rng(1).normal(0, 200, 160)).astype(np.int16)  # 10 ms of breath first
     user = np.concatenate([breath, voice])
-    seen = _first_suspicions(agent, user, user_at)
+    seen = bargein_trial(agent, user, user_at, 0.3, echo_delay_ms=20, jitter_ms=0).suspects
     assert not [t for t in seen if t < user_at - 1e-6], "a suspicion on the echo alone"
     assert seen and seen[0] == pytest.approx(user_at, abs=1e-6)
