@@ -227,6 +227,11 @@ class TurnWorld:
         self.steps += 1
         wait = self.clock.wall_until(self.card.time() + self.card.frames_per_buffer / self.card.sample_rate)
         if wait > 0:
+            # Between two buffers the device does what `DeviceApp.serve` does on a real card every 5 ms:
+            # applies the engine's messages and the recogniser's results as they arrive, so a resume
+            # reaches the next buffer rendered. (Stepping alone applied them only after the next buffer
+            # was rendered: one buffer late, 20 ms, for every command from the engine.)
+            self.device.process()
             time.sleep(min(wait, 0.005))
 
     def run_until(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
