@@ -400,14 +400,20 @@ def run(devices: int, workers: int, seconds: float, warmup_s: float = 8.0,
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("engine", help="K engine workers (Redis, shared subscription) against N simulated devices")
-    p.add_argument("--devices", type=int, default=100)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--seconds", type=float, default=30.0)
+    p = sub.add_parser(
+        "engine", help="K engine workers (Redis, shared subscription) against N simulated devices",
+        description="Starts Mosquitto, redis-server, a scripted LLM and K segue-server workers on free ports, "
+                    "then N simulated devices speaking the real protocol (a turn every --think seconds, "
+                    "heartbeats while 'playing'); reports events/s, event->command latency p50/p99 at the "
+                    "device, errors and CPU per process. Takes --warmup + --seconds plus ~5 s of start-up.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--devices", type=int, default=100, help="simulated devices (N)")
+    p.add_argument("--workers", type=int, default=1, help="segue-server worker processes (K)")
+    p.add_argument("--seconds", type=float, default=30.0, help="length of the measured window")
     p.add_argument("--warmup", type=float, default=8.0, help="seconds before measuring (hellos are spread)")
     p.add_argument("--think", type=float, nargs=2, default=(20.0, 40.0), metavar=("MIN", "MAX"),
                    help="seconds a device stays quiet between turns")
-    p.add_argument("--json", metavar="OUT")
+    p.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT")
     p.set_defaults(func=cmd_engine)
 
 

@@ -65,15 +65,22 @@ import numpy as np
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("turns", help="turn taking in real time: segue vs a Pipecat/LiveKit-like baseline")
-    p.add_argument("--trials", type=int, default=3, help="trials of each kind per column (default 3)")
+    p = sub.add_parser(
+        "turns", help="turn taking in real time: segue vs a Pipecat/LiveKit-like baseline",
+        description="Both columns in one run, on the same synthesised user speech with echo, in real time on "
+                    "the virtual card, through the real device and engine, a scripted local LLM and piper. "
+                    "A full run (--trials 8, four kinds, two columns) takes about 20 minutes on 2 cores; "
+                    "each trial prints a line as it ends.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--trials", type=int, default=3, help="trials of each kind per column")
     p.add_argument("--columns", default="segue,baseline", help="comma-separated: segue, baseline")
-    p.add_argument("--seed", type=int, default=12)
-    p.add_argument("--latency-ms", type=float, default=100.0, help="virtual card output latency")
-    p.add_argument("--echo-gain", type=float, default=0.3)
+    p.add_argument("--seed", type=int, default=12, help="picks the phrases, their timing and the card's jitter")
+    p.add_argument("--latency-ms", type=float, default=100.0, help="virtual card output latency (ms)")
+    p.add_argument("--echo-gain", type=float, default=0.3, help="how loud the speaker is at the mic (0-1)")
     p.add_argument("--first-token-ms", type=float, default=50.0, help="scripted LLM: time to the first token")
     p.add_argument("--chunk-delay", type=float, default=0.02, help="scripted LLM: seconds between chunks")
-    p.add_argument("--kinds", default="question,bargein,backchannel,cutoff", help="trial kinds to run")
+    p.add_argument("--kinds", default="question,bargein,backchannel,cutoff",
+                   help="comma-separated trial kinds to run")
     p.add_argument("--json", metavar="OUT", help="also write {column: metrics} as JSON to OUT")
     p.add_argument("--record", metavar="DIR", help="write each column's ear and mic as DIR/<column>.{ear,mic}.wav")
     p.set_defaults(func=cmd_turns)
