@@ -115,7 +115,7 @@ class DeviceApp(Executors):
             min_interruption_s=tu.min_interruption_ms / 1000, semantic_eot=tu.semantic_eot,
             eot_complete_silence_s=tu.eot_complete_silence_ms / 1000,
             eot_incomplete_silence_s=tu.eot_incomplete_silence_ms / 1000, final_from_quick=tu.final_from_quick,
-            eot_fast_questions_only=tu.eot_fast_questions_only))
+            eot_fast_questions_only=tu.eot_fast_questions_only, final_lead_s=tu.final_lead_ms / 1000))
 
         # GPIO (optional)
         self.gpio = None

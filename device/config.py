@@ -88,6 +88,8 @@ class TurnsConfig:
     final_from_quick: bool = True          # a turn ended by complete words sends their quick transcript as
     #                                        the final (no second Whisper pass on the answer's path)
     eot_fast_questions_only: bool = True   # the short silence only for a question ("?") or <= 3 words
+    final_lead_ms: float = 450.0           # the final pass starts this long before the silence ends a turn
+    #                                        (in the silence; dropped if the user speaks again; 0: off)
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ class Executors:
 
     def _x_finish_capture(self: "DeviceApp", cmd: m.FinishCapture) -> None:
         if self.asr is not None:
-            self.asr.finish(cmd.utterance_id)
+            self.asr.finish(cmd.utterance_id, prepared=cmd.prepared)
         if self._capturing == cmd.utterance_id:
             self._capturing = None
 
@@ -69,6 +69,10 @@ class Executors:
             self.asr.cancel(cmd.utterance_id)
         if self._capturing == cmd.utterance_id:
             self._capturing = None
+
+    def _x_prepare_final(self: "DeviceApp", cmd: m.PrepareFinal) -> None:
+        if self.asr is not None:
+            self.asr.prepare(cmd.utterance_id)
 
     def _x_quick(self: "DeviceApp", cmd: m.QuickTranscript) -> None:
         if self.asr is not None:
@@ -108,7 +112,7 @@ EXECUTORS: dict[type, Callable[["DeviceApp", object], None]] = {
     m.SendEvent: Executors._x_event, m.SendPlayback: Executors._x_playback, m.SendState: Executors._x_state,
     m.SendHello: Executors._x_hello, m.StartCapture: Executors._x_start_capture,
     m.FinishCapture: Executors._x_finish_capture, m.CancelCapture: Executors._x_cancel_capture,
-    m.QuickTranscript: Executors._x_quick,
+    m.QuickTranscript: Executors._x_quick, m.PrepareFinal: Executors._x_prepare_final,
     m.SetListening: Executors._x_listening, m.SetOrb: Executors._x_orb, m.ReopenAudio: Executors._x_reopen,
     m.ExitProcess: Executors._x_exit, m.Restart: Executors._x_restart, m.Ignored: Executors._x_ignored,
 }

@@ -7,7 +7,9 @@ whole buffer), so they never run in the audio callback or the device loop: the l
 queued while the model was busy are joined into one call. `quick` answers the machine's
 `QuickTranscript` at a pause with `AsrPartial(quick=True)` over all audio fed so far: the backend's
 short-context pass where it has one (`QuickASR`), else its latest partial, so the machine never waits
-on a question nobody answers. A cancelled capture's audio is dropped unread and its
+on a question nobody answers. `prepare` (the machine's `PrepareFinal`, in a silence that has not ended
+the turn yet) runs the final pass early where the backend can; a `finish` that says the user has not
+spoken since then takes that pass as the final. A cancelled capture's audio is dropped unread and its
 late results never surface (the machine also ignores results for captures it no longer has).
 
 The model is built on the worker thread at `start()` (loading takes seconds); `ready` is set when
@@ -26,6 +28,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from device import machine as m
+from device.asr.base import PreparedFinalASR
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +69,14 @@ class AsrWorker:
     def feed(self, uid: str, pcm: np.ndarray) -> None:
         self._q.put(("feed", uid, pcm))
 
-    def finish(self, uid: str) -> None:
-        self._q.put(("finish", uid))
+    def finish(self, uid: str, prepared: bool = False) -> None:
+        """The final of `uid`; `prepared`: the pass a `prepare()` started heard every word (the machine
+        saw no speech since), so it is the final, without a second pass."""
+        self._q.put(("finish", uid, prepared))
+
+    def prepare(self, uid: str) -> None:
+        """Run the final pass over the capture so far now (the backend's `prepare()`, if it has one)."""
+        self._q.put(("prepare", uid))
 
     def quick(self, uid: str) -> None:
         """Ask for an `AsrPartial(uid, ..., quick=True)` over the capture so far (none if cancelled)."""
@@ -186,12 +195,18 @@ class AsrWorker:
             if uid not in self._cancelled:
                 self.results.append(m.AsrPartial(uid, text, audio_ms=audio_ms, quick=True,
                                                  turn_audio=self._turn_audio(uid)))
+        elif op == "prepare":
+            if self._current == uid and isinstance(self.asr, PreparedFinalASR):
+                t0 = time.monotonic()
+                self.asr.prepare()
+                self.timings.append(("prepare", self._fed_ms, (time.monotonic() - t0) * 1000))
         elif op == "finish":
             if self._current != uid:
                 self.results.append(m.AsrFailed(uid, "finish without start"))
                 return
             t0 = time.monotonic()
-            final = self.asr.finish()
+            early = item[2] and isinstance(self.asr, PreparedFinalASR)
+            final = self.asr.finish(prepared=True) if early else self.asr.finish()
             self.timings.append(("finish", final.audio_ms, (time.monotonic() - t0) * 1000))
             self._current = None
             if uid not in self._cancelled:

@@ -212,3 +212,44 @@ def test_worker_quick_on_a_backend_without_quick_answers_with_its_latest_partial
         assert ev == m.AsrPartial("u1", "word2", audio_ms=200.0, quick=True)
     finally:
         worker.stop()
+
+
+def test_worker_prepared_final_is_the_final_only_when_told_nothing_was_said_since(whisper, voice) -> None:
+    """`prepare` runs the final pass in the silence; `finish(prepared=True)` sends that pass (one pass in
+    all), `finish()` makes its own over all the audio (the words said after the prepared pass count)."""
+    passes: list[int] = []
+    real = whisper._final_pass
+
+    def counting(audio):
+        passes.append(len(audio))
+        return real(audio)
+
+    whisper._final_pass = counting
+    worker = AsrWorker(lambda: whisper)
+    worker.start()
+    try:
+        assert worker.ready.wait(30) and worker.error is None
+        question = voice("What causes the tides?")
+        worker.begin("u1")
+        worker.feed("u1", question)
+        worker.prepare("u1")
+        worker.feed("u1", silence(400))  # the rest of the silence that ends the turn
+        worker.finish("u1", prepared=True)
+        ev = _wait_for(worker, lambda e: isinstance(e, m.AsrFinal))
+        assert ev is not None and normalize(ev.text) == normalize("What causes the tides?"), ev
+        assert passes == [len(question)]  # the prepared pass was the final
+
+        worker.results.clear()
+        passes.clear()
+        more = voice("and why are there two each day?")
+        worker.begin("u2")
+        worker.feed("u2", question)
+        worker.prepare("u2")
+        worker.feed("u2", np.concatenate([silence(300), more]))  # the user went on after the pass began
+        worker.finish("u2")
+        ev = _wait_for(worker, lambda e: isinstance(e, m.AsrFinal))
+        assert ev is not None and "day" in normalize(ev.text), ev
+        assert len(passes) == 2 and passes[1] > passes[0]  # a new pass over everything
+    finally:
+        worker.stop()
+        del whisper._final_pass

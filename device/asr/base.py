@@ -61,5 +61,17 @@ class QuickASR(StreamingASR, Protocol):
     def quick(self) -> Partial: ...
 
 
+@runtime_checkable
+class PreparedFinalASR(StreamingASR, Protocol):
+    """A backend whose final pass can run before the capture ends (`prepare`), in the silence that
+    will end the turn; `finish(prepared=True)` then returns it at once. Only the caller knows that
+    nothing but silence came after `prepare()` (the device machine's VAD); the worker asks for it
+    only then. Backends without it (vosk: its final is cheap) just `finish()`."""
+
+    def prepare(self) -> None: ...
+
+    def finish(self, prepared: bool = False) -> Final: ...
+
+
 class NotStarted(RuntimeError):
     """feed() or finish() called outside start() ... finish()."""

@@ -16,9 +16,10 @@ baseline). Past `max_partial_audio_s` partials stop and only the final pass runs
 
 from __future__ import annotations
 
+
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,8 @@ class WhisperASR:
         self._chunk_peaks = []
         self._chunks, self._samples, self._last_partial, self._peak = [], 0, "", 0
         self._first_sound = None
+        self._prepared: Final | None = None
+        self._decoded_to = 0  # audio the last partial or quick pass covered
         first = max(self.settings.min_partial_audio_s, self.settings.partial_interval_s)
         self._next_partial = int(first * SAMPLE_RATE)
 
@@ -145,8 +148,9 @@ class WhisperASR:
         s = self.settings
         too_long = self._samples > s.max_partial_audio_s * SAMPLE_RATE
         if not (s.partials and partials) or too_long or self._first_sound is None \
-                or self._samples < self._next_partial:
-            return []
+                or self._samples < self._next_partial or not self._sound_since(self._decoded_to):
+            return []  # (nothing but quiet since the last look: the words cannot have changed)
+        self._decoded_to = self._samples
         if s.quick_partials:
             t0 = time.monotonic()
             text = self.quick().text
@@ -165,11 +169,24 @@ class WhisperASR:
             return [Partial(text=text, audio_ms=self._samples * 1000 / SAMPLE_RATE)]
         return []
 
-    def finish(self) -> Final:
+    def finish(self, prepared: bool = False) -> Final:
+        """The final pass over the whole capture, which ends. `prepared`: the caller knows nothing but
+        silence came after the last `prepare()`, whose pass is then the final (no second pass)."""
         if self._chunks is None:
             raise NotStarted("WhisperASR.finish() before start()")
-        audio = self._audio()
-        self._chunks = None
+        ready = self._prepared if prepared else None
+        final = ready if ready is not None else self._final_pass(self._audio())
+        audio_ms = self._samples * 1000 / SAMPLE_RATE
+        self._chunks, self._prepared = None, None
+        return replace(final, audio_ms=audio_ms)
+
+    def prepare(self) -> None:
+        """Run the final pass over the capture so far and keep it for `finish(prepared=True)`."""
+        if self._chunks is None:
+            raise NotStarted("WhisperASR.prepare() before start()")
+        self._prepared = self._final_pass(self._audio())
+
+    def _final_pass(self, audio: np.ndarray) -> Final:
         words: list[WordTiming] = []
         texts: list[str] = []
         short = self.settings.final_pass == "short" and len(audio) <= self.settings.quick_max_audio_s * SAMPLE_RATE
@@ -189,7 +206,7 @@ class WhisperASR:
                         start, end = float(w.start) * 1000, float(w.end) * 1000
                         words.append(WordTiming(word=w.word.strip(), start_ms=start, end_ms=end))
         return Final(text=" ".join(t for t in texts if t), words=tuple(words),
-                     audio_ms=self._samples * 1000 / SAMPLE_RATE, backend=self.backend, language=self.language)
+                     audio_ms=len(audio) * 1000 / SAMPLE_RATE, backend=self.backend, language=self.language)
 
     def quick(self) -> Partial:
         """The whole capture so far, transcribed now by the short-context greedy pass, repetition cut:
@@ -200,6 +217,7 @@ class WhisperASR:
         if self._first_sound is None or self._peak < self.settings.silence_peak:
             return Partial(text="", audio_ms=audio_ms)
         audio = self._audio()
+        self._decoded_to = self._samples
         if len(audio) > self.settings.quick_max_audio_s * SAMPLE_RATE:
             return Partial(text=self._full_greedy(audio), audio_ms=audio_ms)
         sound_s = (self._samples - self._first_sound) / SAMPLE_RATE
@@ -223,6 +241,19 @@ class WhisperASR:
         result = self._model.model.generate(mel, [prompt], beam_size=beam_size, max_length=budget,
                                             repetition_penalty=s.quick_repetition_penalty)
         return tk.decode([t for t in result[0].sequences_ids[0] if t < tk.eot]).strip()
+
+    def _sound_since(self, sample: int) -> bool:
+        """Is there sound after `sample`: a chunk within 18 dB of the capture's loudest (as `_prompt_now`
+        counts it; the silence that ends a turn and a canceller's faint residue are not)? A partial
+        over silence only costs a decode (100-200 ms of a Pi core each quarter second of the end-of-turn
+        silence, delaying the final pass behind it)."""
+        floor = max(self.settings.silence_peak, self._peak // 8)
+        for end, peak in reversed(self._chunk_peaks):
+            if end <= sample:
+                return False
+            if peak >= floor:
+                return True
+        return False
 
     def _prompt_now(self) -> str:
         """The barge-in prompt, while the capture's sound is still short enough to be a hum: from the

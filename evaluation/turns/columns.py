@@ -10,8 +10,9 @@ The baseline is what Pipecat and LiveKit ship by default (checked in their sourc
   (and `[asr] end_silence_ms = 800`, which is where the device app reads it today).
 - minimum interruption 0.5 s: LiveKit Agents `min_interruption_duration = 0.5` ->
   `MachineSettings.min_interruption_s = 0.5`.
-- no optimistic pause, no semantic end of turn, no early ABSORB, no speculative generation, Whisper
-  partials as before (no quick short-context pass): the capabilities of issue 12 switched off.
+- no optimistic pause, no semantic end of turn, no early ABSORB, no speculative generation, no final
+  pass started in the silence, Whisper partials as before (no quick short-context pass): the
+  capabilities of issue 12 switched off.
 - first audio segment = the first sentence (sentence aggregation before TTS, as both stacks do):
   the first segment is cut like every later one (`SegmenterSettings.first_* = min_words/max_words`,
   no phrase cut: `first_phrase_words = 0`).
@@ -43,6 +44,7 @@ BASELINE: tuple[tuple[str, str, Any], ...] = (
     ("machine", "semantic_eot", False),
     ("engine", "early_absorb", False),
     ("engine", "speculate", False),
+    ("machine", "final_lead_s", 0.0),  # no final pass before the silence is over (speculation too)
     ("asr_config", "quick_partials", False),
     ("whisper", "quick_partials", False),
     ("asr_config", "over_speech_prompt", ""),

@@ -41,6 +41,7 @@ class Captures:
         self._capture_since = now
         self._run_start = speech_at
         self._silence_since = None
+        self._prepared = None
         self._spoke = False
         self._eot, self._eot_text = None, ""
         self._capture_from = max(0.0, from_s)
@@ -50,8 +51,11 @@ class Captures:
         if self.capture is None:
             return
         self.finishing = self.capture
-        self._emit(C.FinishCapture(self.capture))
+        # the prepared pass heard every word if the user has not spoken since it was asked for
+        prepared = self._prepared is not None and self._prepared == self._silence_since and self._run_start is None
+        self._emit(C.FinishCapture(self.capture, prepared=prepared))
         self.capture = None
+        self._prepared = None
 
     def _utterance(self: "DeviceMachine", uid: str, text: str, final: bool, hint: Optional[Hint] = None,
                    words: Optional[tuple] = None) -> None:
@@ -118,6 +122,19 @@ class Captures:
             return None
         return self.settings.turn_end.verdict(TurnEnd(self._eot, ""))
 
+    def _quick_is_final(self: "DeviceMachine") -> bool:
+        """Ending the turn now would send the quick transcript as the final (`_end_turn`)."""
+        # (Not for speech over a paused reply: there the beam-search final reads a hum or an opening
+        # better than the greedy quick pass, and a backchannel was resumed from the partials already.)
+        return (self.settings.final_from_quick and self._verdict() == "complete" and bool(self._eot_text.strip())
+                and self.state.value != "paused")
+
+    def _judging(self: "DeviceMachine") -> bool:
+        """A quick transcript of this silence is on its way (`Turns._on_speech_paused`): its verdict may
+        end the turn at once with the quick words as the final, so no final pass is started before it."""
+        return (self.settings.semantic_eot and self._spoke and self.state.value != "paused"
+                and self._eot is None)
+
     def _turn_silence(self: "DeviceMachine") -> float:
         """How long a silence ends the turn: short when the words before it look complete, long when
         they look unfinished (the user is thinking mid-sentence), the ordinary one when not known."""
@@ -137,10 +154,7 @@ class Captures:
         quick transcript (which covers all the speech) is the final: a second pass of the recogniser
         would only delay the answer (and an equal final is what lets a speculative answer be adopted)."""
         uid, text = self.capture, self._eot_text.strip()
-        # (Not for speech over a paused reply: there the beam-search final reads a hum or an opening
-        # better than the greedy quick pass, and a backchannel was resumed from the partials already.)
-        if (self.settings.final_from_quick and self._verdict() == "complete" and text and uid is not None
-                and self.state.value != "paused"):
+        if self._quick_is_final() and uid is not None:
             self._emit(C.CancelCapture(uid))
             self.capture = None
             self._final(uid, text, None)
@@ -159,3 +173,8 @@ class Captures:
                   and now - self._capture_since > st.listen_timeout_s):
                 self._abandon_utterance()
                 self._go(Step.HEARD_NOTHING)
+            elif (st.final_lead_s > 0 and self._silence_since is not None and self._run_start is None
+                  and self._prepared != self._silence_since and not self._judging() and not self._quick_is_final()
+                  and now - self._silence_since >= self._turn_silence() - st.final_lead_s):
+                self._prepared = self._silence_since
+                self._emit(C.PrepareFinal(self.capture))

@@ -100,6 +100,18 @@ class StartCapture:
 
 @dataclass(frozen=True)
 class FinishCapture:
+    """End the capture and send its final. `prepared`: no speech since a `PrepareFinal` of this
+    capture, so the pass it started covers every word and may be the final."""
+    utterance_id: str
+    prepared: bool = False
+
+
+@dataclass(frozen=True)
+class PrepareFinal:
+    """Start the final pass over the capture so far, before the turn's silence is over: the user
+    has been quiet a while and the words did not end the turn, so the ordinary silence will (or
+    speech resumes, and the pass is dropped). The final then costs the rest of the silence, not the
+    silence plus the pass."""
     utterance_id: str
 
 
@@ -151,6 +163,7 @@ class Ignored:
 
 
 Command = Union[PausePlayback, ResumePlayback, FlushPlayback, SendInterrupt, SendUtterance, SendWake, SendPlayback,
-                SendState, SendHello, SendEvent, StartCapture, FinishCapture, CancelCapture, QuickTranscript,
+                SendState, SendHello, SendEvent, StartCapture, FinishCapture, PrepareFinal, CancelCapture,
+                QuickTranscript,
                 SetListening, SetOrb, Restart, ReopenAudio, ExitProcess, Ignored]
 SEND_COMMANDS = (SendInterrupt, SendUtterance, SendWake, SendPlayback, SendState, SendHello, SendEvent)

@@ -65,6 +65,9 @@ class MachineSettings:
     audio_complete_at: float = 0.5  # the audio model's P(turn over) that lets complete words end a turn
     final_from_quick: bool = True   # a turn ended by complete words sends their quick transcript as the final
     eot_fast_questions_only: bool = True  # the short silence only for a question ("?") or a short command
+    # The recogniser starts the final pass this long before the silence would end the turn
+    # (`PrepareFinal`), so the final is ready about when the silence is over (0: the pass starts then).
+    final_lead_s: float = 0.45
 
 
 @dataclass
@@ -87,6 +90,7 @@ class DeviceMachine(Captures, Turns):
     _capture_from: float = 0.0        # audio time the capture's audio starts at (pre-roll included)
     _run_start: Optional[float] = None    # onset of the speech run in progress during a capture
     _silence_since: Optional[float] = None  # end of the user's last speech in the capture
+    _prepared: Optional[float] = None  # the `_silence_since` a `PrepareFinal` was sent in
     _spoke: bool = False
     _interrupt_open: bool = False  # an interrupt was sent and its disposition has not come back
     _speech_on: Optional[float] = None   # onset of the VAD's speech run in progress (None: silence)

@@ -222,7 +222,65 @@ def test_without_final_from_quick_the_recogniser_makes_the_final():
     mc, uid = listening_capture(final_from_quick=False)
     mc.handle(m.SpeechPaused(2.0), 2.1)
     mc.handle(m.AsrPartial(uid, "What causes the tides?", audio_ms=2100.0, quick=True), 2.15)
-    assert m.FinishCapture(uid) in mc.handle(m.Tick(), 2.26)
+    assert [c.utterance_id for c in mc.handle(m.Tick(), 2.26) if isinstance(c, m.FinishCapture)] == [uid]
+
+
+# ---- the final pass started in the silence ----
+def test_a_silence_that_does_not_end_the_turn_at_once_starts_the_final_pass_ahead_of_its_end():
+    """Unsure words wait the ordinary 0.7 s: the pass starts 0.45 s before that, and the final may be it."""
+    mc, uid = listening_capture(final_lead_s=0.45)
+    mc.handle(m.SpeechPaused(2.0), 2.1)
+    mc.handle(m.AsrPartial(uid, "who wrote Romeo and Juliet", audio_ms=2100.0, quick=True), 2.15)
+    assert m.PrepareFinal not in types(mc.handle(m.Tick(), 2.22))
+    assert [c for c in mc.handle(m.Tick(), 2.26) if isinstance(c, m.PrepareFinal)] == [m.PrepareFinal(uid)]
+    assert m.PrepareFinal not in types(mc.handle(m.Tick(), 2.4))  # once per silence
+    cmds = mc.handle(m.Tick(), 2.71)
+    assert [c for c in cmds if isinstance(c, m.FinishCapture)] == [m.FinishCapture(uid, prepared=True)]
+
+
+def test_speech_after_the_final_pass_began_makes_the_final_a_new_pass():
+    mc, uid = listening_capture(final_lead_s=0.45, max_utterance_s=5.0)
+    mc.handle(m.SpeechPaused(2.0), 2.1)
+    mc.handle(m.AsrPartial(uid, "Tell me about the moon.", audio_ms=2100.0, quick=True), 2.15)
+    assert m.PrepareFinal(uid) in mc.handle(m.Tick(), 2.3)
+    mc.handle(m.SpeechResumed(2.5), 2.5)  # "... and its phases": the pass missed these words
+    cmds = mc.handle(m.Tick(), 5.0)  # still talking when the capture's time is up
+    assert [c for c in cmds if isinstance(c, m.FinishCapture)] == [m.FinishCapture(uid, prepared=False)]
+
+
+def test_a_new_silence_prepares_again_and_only_its_pass_may_be_the_final():
+    mc, uid = listening_capture(final_lead_s=0.45)
+    mc.handle(m.SpeechPaused(2.0), 2.1)
+    mc.handle(m.AsrPartial(uid, "Tell me about the moon.", audio_ms=2100.0, quick=True), 2.15)
+    mc.handle(m.Tick(), 2.3)
+    mc.handle(m.SpeechResumed(2.5), 2.5)
+    mc.handle(m.SpeechPaused(3.0), 3.1)
+    assert m.PrepareFinal not in types(mc.handle(m.Tick(), 3.3))  # its quick transcript is still coming
+    mc.handle(m.AsrPartial(uid, "Tell me about the moon and its phases.", audio_ms=3100.0, quick=True), 3.32)
+    assert m.PrepareFinal(uid) in mc.handle(m.Tick(), 3.34)
+    assert m.FinishCapture(uid, prepared=True) in mc.handle(m.Tick(), 3.71)
+
+
+def test_no_final_pass_is_started_for_words_that_end_the_turn_as_the_final_or_when_off():
+    mc, uid = listening_capture(final_lead_s=0.45)
+    mc.handle(m.SpeechPaused(2.0), 2.1)
+    cmds = mc.handle(m.AsrPartial(uid, "What causes the tides?", audio_ms=2100.0, quick=True), 2.15)
+    cmds += mc.handle(m.Tick(), 2.2) + mc.handle(m.Tick(), 2.26)
+    assert m.PrepareFinal not in types(cmds) and finished(cmds)  # the quick words are the final
+    off, uid2 = listening_capture(final_lead_s=0.0)
+    off.handle(m.SpeechPaused(2.0), 2.1)
+    cmds = off.handle(m.AsrPartial(uid2, "who wrote Romeo and Juliet", audio_ms=2100.0, quick=True), 2.15)
+    cmds += off.handle(m.Tick(), 2.4) + off.handle(m.Tick(), 2.71)
+    assert m.PrepareFinal not in types(cmds) and m.FinishCapture(uid2, prepared=False) in cmds
+
+
+def test_speech_over_a_paused_reply_prepares_its_final_without_a_quick_transcript():
+    mc = speaking(asr=True, final_lead_s=0.45)
+    cmds = mc.handle(m.SpeechStarted(1.0), 1.02)
+    uid = next(c.utterance_id for c in cmds if isinstance(c, m.StartCapture))
+    assert m.QuickTranscript not in types(mc.handle(m.SpeechPaused(1.5), 1.6))
+    assert m.PrepareFinal(uid) in mc.handle(m.Tick(), 1.76)
+    assert m.FinishCapture(uid, prepared=True) in mc.handle(m.Tick(), 2.21)
 
 
 def test_the_audio_model_can_veto_complete_words_but_not_rescue_unfinished_ones():
@@ -231,7 +289,8 @@ def test_the_audio_model_can_veto_complete_words_but_not_rescue_unfinished_ones(
     mc.handle(m.AsrPartial(uid, "I would like to know.", audio_ms=2100.0, quick=True, turn_audio=0.2), 2.15)
     assert not finished(mc.handle(m.Tick(), 2.3))  # sounded unfinished: the ordinary silence
     cmds = mc.handle(m.Tick(), 2.71)
-    assert m.FinishCapture(uid) in cmds  # not a "complete" verdict: the recogniser's final pass
+    # not a "complete" verdict: the recogniser's final pass
+    assert [c.utterance_id for c in cmds if isinstance(c, m.FinishCapture)] == [uid]
 
     agree, uid2 = listening_capture()
     agree.handle(m.SpeechPaused(2.0), 2.1)
