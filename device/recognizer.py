@@ -198,7 +198,11 @@ class AsrWorker:
         elif op == "prepare":
             if self._current == uid and isinstance(self.asr, PreparedFinalASR):
                 t0 = time.monotonic()
-                self.asr.prepare()
+                try:
+                    self.asr.prepare()
+                except Exception:  # an early pass that fails must not fail the capture: finish() passes again
+                    log.exception("early final pass failed on %s", uid)
+                    return
                 self.timings.append(("prepare", self._fed_ms, (time.monotonic() - t0) * 1000))
         elif op == "finish":
             if self._current != uid:

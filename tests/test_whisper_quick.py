@@ -253,3 +253,16 @@ def test_worker_prepared_final_is_the_final_only_when_told_nothing_was_said_sinc
     finally:
         worker.stop()
         del whisper._final_pass
+
+
+def test_a_prepared_pass_with_sound_after_it_is_not_the_final_whatever_the_caller_says(whisper, voice) -> None:
+    """The backend's own guard: `finish(prepared=True)` over audio that grew louder than the silence
+    floor after `prepare()` passes again (a stale pass would lose the user's last words)."""
+    question, more = voice("What causes the tides?"), voice("and why are there two each day?")
+    whisper.start()
+    whisper.feed(question, partials=False)
+    whisper.prepare()
+    whisper.feed(np.concatenate([silence(300), more]), partials=False)
+    final = whisper.finish(prepared=True)
+    assert "day" in normalize(final.text), final.text
+    assert final.audio_ms == pytest.approx((len(question) + len(more)) / 16 + 300)

@@ -16,7 +16,6 @@ baseline). Past `max_partial_audio_s` partials stop and only the final pass runs
 
 from __future__ import annotations
 
-
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -120,7 +119,7 @@ class WhisperASR:
         self._chunk_peaks = []
         self._chunks, self._samples, self._last_partial, self._peak = [], 0, "", 0
         self._first_sound = None
-        self._prepared: Final | None = None
+        self._prepared: tuple[int, Final] | None = None  # (audio it covers, the pass)
         self._decoded_to = 0  # audio the last partial or quick pass covered
         first = max(self.settings.min_partial_audio_s, self.settings.partial_interval_s)
         self._next_partial = int(first * SAMPLE_RATE)
@@ -174,7 +173,9 @@ class WhisperASR:
         silence came after the last `prepare()`, whose pass is then the final (no second pass)."""
         if self._chunks is None:
             raise NotStarted("WhisperASR.finish() before start()")
-        ready = self._prepared if prepared else None
+        ready = None
+        if prepared and self._prepared is not None and not self._sound_since(self._prepared[0]):
+            ready = self._prepared[1]  # (a sound after it, by this backend's own measure: pass again)
         final = ready if ready is not None else self._final_pass(self._audio())
         audio_ms = self._samples * 1000 / SAMPLE_RATE
         self._chunks, self._prepared = None, None
@@ -184,7 +185,7 @@ class WhisperASR:
         """Run the final pass over the capture so far and keep it for `finish(prepared=True)`."""
         if self._chunks is None:
             raise NotStarted("WhisperASR.prepare() before start()")
-        self._prepared = self._final_pass(self._audio())
+        self._prepared = (self._samples, self._final_pass(self._audio()))
 
     def _final_pass(self, audio: np.ndarray) -> Final:
         words: list[WordTiming] = []
