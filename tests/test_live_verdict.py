@@ -110,3 +110,27 @@ def test_phantom_and_lost_words_keep_one_word_of_tolerance_at_the_cut() -> None:
     # word 4 played fully: leaving it out of the next request loses it
     rep = live_verdict(_run("one two three"), transcribe=False).report
     assert rep["phantom_words"] == 0 and rep["lost_words"] == 1
+
+
+def test_an_early_absorb_on_a_partial_is_the_turns_disposition_unless_the_final_says_otherwise() -> None:
+    """Issue 12: the engine resumes on a backchannel's partial (`resume`, disposition ABSORB) before the
+    final; the final then sends nothing and the reply goes on. Judged by what followed the final
+    alone, that turn read NEW (the reply's next segment) in live mode."""
+    from evaluation.harness.trace import TurnRecord
+
+    def run_with(after_final: list) -> dict:
+        run = _run("one two three four")
+        run.trace.turns[1] = TurnRecord(1, "uh huh", "ABSORB", start=1.8, agent_speaking=True, playing_item="a1")
+        ev = lambda t, d, level, body: WireEvent(T0 + t, d, level, body)  # noqa: E731
+        run.wire_events = run.wire_events[:3] + [
+            ev(2.2, "up", "utterance", Utterance("u2", False, "Uh-huh.")),
+            ev(2.25, "down", "control", Control(Action.RESUME, "ABSORB (partial)", "ABSORB")),
+            ev(2.6, "up", "utterance", Utterance("u2", True, "Uh-huh.")),
+        ] + after_final
+        return live_verdict(run, transcribe=False).report["dispositions"][1]
+
+    seg = _segment(3, "a1", "nine ten".split(), 1)
+    assert run_with([WireEvent(T0 + 2.65, "down", "segment", seg)])["got"] == "ABSORB"  # the reply goes on
+    assert run_with([])["got"] == "ABSORB"  # the reply ended before the final: nothing followed
+    late = [WireEvent(T0 + 2.61, "down", "control", Control(Action.FLUSH, "BRANCH"))]
+    assert run_with(late)["got"] == "BRANCH"  # decided late: the final's decision counts

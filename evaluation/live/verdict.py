@@ -25,7 +25,7 @@ from evaluation.live.world import LiveRun
 from evaluation.metrics import ScenarioResult, context_metrics, evaluate, norm_words, percentile
 from icp import commands as C
 from icp.dispositions import Disposition
-from icp.messages import Control, Interrupt, Segment, Utterance
+from icp.messages import Action, Control, Interrupt, Segment, Utterance
 
 TOLERANCE_NOTE = ("heard words from the ear recording aligned to the PCM on the wire; word-boundary tolerance "
                   "±1 word at each cut (a partly played word is not phantom, and not required in the next request)")
@@ -96,6 +96,9 @@ def _dispositions(run: LiveRun) -> list[tuple[float, C.DispositionApplied]]:
     CANCEL, a `resume` naming ABSORB, or (to an idle agent) the next reply's first segment: bridge
     words -> RESUME, none -> NEW; nothing before the next turn -> DROP. A reply that started while
     the user was still speaking (the engine's auto-resume, say) is noted, not credited to the turn.
+    Early ABSORB (issue 12): a `resume` naming ABSORB on one of the turn's partials, before its
+    final, stands unless the final's decision says otherwise (a `flush` naming another disposition);
+    the reply going on after the final is then that ABSORB, not a NEW reply.
     """
     trace, out = run.trace, []
     for i, turn in enumerate(trace.turns):
@@ -106,6 +109,9 @@ def _dispositions(run: LiveRun) -> list[tuple[float, C.DispositionApplied]]:
             continue
         nxt = trace.turns[i + 1].start if i + 1 < len(trace.turns) else float("inf")
         got: str | None = None
+        early = any(isinstance(ev.body, Control) and ev.body.action is Action.RESUME
+                    and ev.body.disposition == "ABSORB" and turn.start <= _ev_time(run, ev) < tf - 0.01
+                    for ev in run.wire_events)
         for ev in run.wire_events:
             t = _ev_time(run, ev)
             if isinstance(ev.body, Segment) and turn.start <= t < tf - 0.01 and ev.body.bridge_words > 0:
@@ -122,8 +128,10 @@ def _dispositions(run: LiveRun) -> list[tuple[float, C.DispositionApplied]]:
                     got = "ABSORB"
                     break
             if isinstance(ev.body, Segment):
-                got = "RESUME" if ev.body.bridge_words > 0 else "NEW"
+                got = "ABSORB" if early else "RESUME" if ev.body.bridge_words > 0 else "NEW"
                 break
+        if got is None and early:
+            got = "ABSORB"
         if got is None and not turn.interrupted:
             got = "DROP"
         if got is not None:
