@@ -129,11 +129,14 @@ class Captures:
         return (self.settings.final_from_quick and self._verdict() == "complete" and bool(self._eot_text.strip())
                 and self.state.value != "paused")
 
+    def _looks_at_words(self: "DeviceMachine") -> bool:
+        """A pause in this capture gets a quick transcript and an end-of-turn verdict (`Turns`)."""
+        return self.settings.semantic_eot and self._spoke and self.state.value != "paused"
+
     def _judging(self: "DeviceMachine") -> bool:
         """A quick transcript of this silence is on its way (`Turns._on_speech_paused`): its verdict may
         end the turn at once with the quick words as the final, so no final pass is started before it."""
-        return (self.settings.semantic_eot and self._spoke and self.state.value != "paused"
-                and self._eot is None)
+        return self._looks_at_words() and self._eot is None
 
     def _turn_silence(self: "DeviceMachine") -> float:
         """How long a silence ends the turn: short when the words before it look complete, long when

@@ -56,7 +56,7 @@ class Turns:
         self._speech_quiet(ev.at)
         # (Speech over a paused reply ends on the ordinary silence with the recogniser's final pass: the
         # engine resumes a backchannel from the partials, and an opening such as "Wait," looks complete.)
-        if self.settings.semantic_eot and self._spoke and self.state is not State.PAUSED:
+        if self._looks_at_words():
             self._eot = None
             self._emit(C.QuickTranscript(self.capture))
 
