@@ -114,6 +114,7 @@ class DeviceApp(Executors):
             wake_word=self.wakeword is not None, optimistic_pause=tu.optimistic_pause,
             min_interruption_s=tu.min_interruption_ms / 1000, semantic_eot=tu.semantic_eot,
             eot_complete_silence_s=tu.eot_complete_silence_ms / 1000,
+            eot_command_silence_s=tu.eot_command_silence_ms / 1000,
             eot_incomplete_silence_s=tu.eot_incomplete_silence_ms / 1000, final_from_quick=tu.final_from_quick,
             eot_fast_questions_only=tu.eot_fast_questions_only, final_lead_s=tu.final_lead_ms / 1000))
 

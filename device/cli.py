@@ -54,7 +54,8 @@ Settings (TOML, every key optional; flags below override the file; device/exampl
              (1600), otherwise after [asr] end_silence_ms); audio_eot (true: "complete" also needs
              the audio model Smart Turn, models/smart_turn, to agree); final_from_quick (true: such a
              turn's quick transcript is its final, no second Whisper pass); eot_fast_questions_only
-             (true: the short silence only for a question or a turn of <= 3 words); docs/turns.md
+             (true: the short silence only for a question; a complete command of <= 3 words waits
+             eot_command_silence_ms (500), a statement the ordinary silence); docs/turns.md
   [wakeword] enabled (false), models (["hey_jarvis"]: names in model_dir or .onnx paths),
              threshold (0.5), refractory_s (2.0), model_dir (default models/openwakeword or
              $SEGUE_OPENWAKEWORD_DIR), while_speaking (false: a wake word while speaking interrupts

@@ -10,7 +10,8 @@
     [bargein]  enabled, min_rms, echo_margin
     [machine]  heartbeat_s, listen_timeout_s
     [turns]    optimistic_pause, min_interruption_ms, semantic_eot, eot_complete_silence_ms,
-               eot_incomplete_silence_ms, audio_eot, final_from_quick, eot_fast_questions_only (docs/turns.md)
+               eot_command_silence_ms, eot_incomplete_silence_ms, audio_eot, final_from_quick,
+               eot_fast_questions_only (docs/turns.md)
     [wakeword] enabled, models, threshold, refractory_s, model_dir, while_speaking, onnx_threads
     [asr]      backend ("none" | "auto" | "vosk" | "faster-whisper"), language, models_dir, vosk_model,
                whisper_model, whisper_threads, partials, partial_interval_s, quick_partials, end_silence_ms,
@@ -83,11 +84,13 @@ class TurnsConfig:
     min_interruption_ms: float = 0.0       # speech must last this long to interrupt (0: the onset interrupts)
     semantic_eot: bool = True              # a turn ends by its words as well as its silence
     eot_complete_silence_ms: float = 250.0     # silence that ends a turn whose words look complete
+    eot_command_silence_ms: float = 500.0      # ...a complete command or reply of <= 3 words ("Thanks.")
     eot_incomplete_silence_ms: float = 1600.0  # silence that ends one whose words look unfinished
     audio_eot: bool = True                 # ...and "complete" needs the audio model (Smart Turn) to agree
     final_from_quick: bool = True          # a turn ended by complete words sends their quick transcript as
     #                                        the final (no second Whisper pass on the answer's path)
-    eot_fast_questions_only: bool = True   # the short silence only for a question ("?") or <= 3 words
+    eot_fast_questions_only: bool = True   # the short silence only for a question ("?"); <= 3 words wait
+    #                                        eot_command_silence_ms, other statements the ordinary silence
     final_lead_ms: float = 450.0           # the final pass starts this long before the silence ends a turn
     #                                        (in the silence; dropped if the user speaks again; 0: off)
 

@@ -239,3 +239,20 @@ def end_of_turn(text: str) -> TurnEnd:
         reason = f"short turn with '{punct}'"
 
     return TurnEnd(round(_logistic(score), 3), reason)
+
+
+def is_question(text: str) -> bool:
+    """A question of three words or more ("What?" alone is too often the first word of one: found in
+    live mode), by Whisper's "?" or by its first word: Whisper writes a question a TTS voice reads
+    flatly with a full stop ("who wrote Romeo and Juliet."; found by `segue-bench turns`); whether the
+    words are finished is `end_of_turn`'s to say ("Who wrote the" stays incomplete)."""
+    t = text.strip()
+    words = t.split()
+    return len(words) >= 3 and (t.endswith("?") or words[0].lower().strip(",.!?") in WH_WORDS)
+
+
+def is_short_command(text: str) -> bool:
+    """A command or reply of at most three words ("Stop.", "Okay, go back.", "Thanks."): it ends on
+    the command silence, which outlasts a pause between two sentences ("Thanks. So what is...")."""
+    t = text.strip()
+    return 0 < len(t.split()) <= 3 and not t.endswith("?")

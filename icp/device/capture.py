@@ -16,7 +16,7 @@ from icp.device import commands as C
 from icp.device.table import Step
 from icp.dispositions import Hint
 from icp.messages.rules import MAX_TEXT, MAX_WORDS
-from icp.turn_end import TurnEnd
+from icp.turn_end import TurnEnd, is_question
 
 if TYPE_CHECKING:
     from icp.device.machine import DeviceMachine
@@ -147,6 +147,12 @@ class Captures:
             # (Not while the reply is paused on a barge-in: "Wait," or "Hold on," looks complete and is
             # an opening; cutting there would hand the classifier half an interruption. The engine
             # resumes a backchannel from the partials anyway, whatever the silence.)
+            if st.eot_fast_questions_only and self.state.value != "speaking" and not is_question(self._eot_text):
+                # A short command or reply ("Thanks.", "No, not you.") is often the first of two
+                # sentences, and the pause between them (espeak-ng: 300-340 ms; people: more) is longer
+                # than a question's short silence: live mode cut "Thanks." from "So what is a vector?".
+                # (Not after an early resume: there the reply's echo is in the air.)
+                return st.eot_command_silence_s
             return st.eot_complete_silence_s
         if verdict == "incomplete":
             return st.eot_incomplete_silence_s

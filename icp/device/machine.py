@@ -60,11 +60,13 @@ class MachineSettings:
     min_interruption_s: float = 0.0  # speech must last this long before it interrupts (0: the onset does)
     semantic_eot: bool = True       # end a turn by its words as well as its silence (`icp.turn_end`)
     eot_complete_silence_s: float = 0.25    # silence that ends a turn whose words look complete
+    eot_command_silence_s: float = 0.5      # ...a short command or reply ("Thanks."), when listening
     eot_incomplete_silence_s: float = 1.6   # ...and one whose words look unfinished ("and", "the", "um")
     turn_end: TurnEndSettings = field(default_factory=TurnEndSettings)
     audio_complete_at: float = 0.5  # the audio model's P(turn over) that lets complete words end a turn
     final_from_quick: bool = True   # a turn ended by complete words sends their quick transcript as the final
-    eot_fast_questions_only: bool = True  # the short silence only for a question ("?") or a short command
+    eot_fast_questions_only: bool = True  # the short silence only for a question ("?"); a short command
+    #                                       waits eot_command_silence_s, anything else the ordinary silence
     # The recogniser starts the final pass this long before the silence would end the turn
     # (`PrepareFinal`), so the final is ready about when the silence is over (0: the pass starts then).
     final_lead_s: float = 0.45

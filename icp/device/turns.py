@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Optional
 from icp.device import commands as C
 from icp.device import events as E
 from icp.device.table import State, Step
-from icp.turn_end import WH_WORDS, end_of_turn
+from icp.turn_end import end_of_turn, is_question, is_short_command
 
 if TYPE_CHECKING:
     from icp.device.machine import DeviceMachine
@@ -69,7 +69,7 @@ class Turns:
         unsure = (st.turn_end.complete_at + st.turn_end.incomplete_below) / 2
         if turn_audio is not None and score >= st.turn_end.complete_at and turn_audio < st.audio_complete_at:
             return unsure
-        if st.eot_fast_questions_only and score >= st.turn_end.complete_at and not _question_or_short(text):
+        if st.eot_fast_questions_only and score >= st.turn_end.complete_at and not (is_question(text) or is_short_command(text)):
             # A statement or request ("Tell me about the moon.") is often extended after a breath ("...
             # and its phases"); Whisper's "?" on a question is the stronger sign of a closed turn. Chosen
             # after `segue-bench turns` showed such cut-offs (not a held-out decision).
@@ -81,17 +81,3 @@ class Turns:
             self._run_start = ev.at
             self._silence_since = None
             self._eot = None
-
-
-def _question_or_short(text: str) -> bool:
-    """A question of three words or more ("What?" alone is too often the first word of one: found in
-    live mode), or a command of at most three words ("Stop.", "Okay, go back."). A question by
-    Whisper's "?" or by its first word: Whisper writes a question a TTS voice reads flatly with a full
-    stop ("who wrote Romeo and Juliet."; found by `segue-bench turns`); whether the words are finished
-    is `end_of_turn`'s to say ("Who wrote the" stays incomplete)."""
-    t = text.strip()
-    words = t.split()
-    n = len(words)
-    if n >= 3 and (t.endswith("?") or words[0].lower().strip(",.!?") in WH_WORDS):
-        return True
-    return n <= 3 and not t.endswith("?")

@@ -321,14 +321,30 @@ def test_a_complete_looking_statement_waits_the_ordinary_silence_a_question_does
     mc.handle(m.AsrPartial(uid, "Tell me about the moon.", audio_ms=2100.0, quick=True), 2.15)
     assert not finished(mc.handle(m.Tick(), 2.3))  # often extended: "... and its phases"
     assert finished(mc.handle(m.Tick(), 2.71))
-    short, uid2 = listening_capture()
-    short.handle(m.SpeechPaused(2.0), 2.1)
-    short.handle(m.AsrPartial(uid2, "Okay, go back.", audio_ms=2100.0, quick=True), 2.15)
-    assert finished(short.handle(m.Tick(), 2.26))
+    question, uid1 = listening_capture()
+    question.handle(m.SpeechPaused(2.0), 2.1)
+    question.handle(m.AsrPartial(uid1, "How far away is the moon?", audio_ms=2100.0, quick=True), 2.15)
+    assert finished(question.handle(m.Tick(), 2.26))
     anything, uid3 = listening_capture(eot_fast_questions_only=False)
     anything.handle(m.SpeechPaused(2.0), 2.1)
     anything.handle(m.AsrPartial(uid3, "Tell me about the moon.", audio_ms=2100.0, quick=True), 2.15)
     assert finished(anything.handle(m.Tick(), 2.26))
+
+
+def test_a_short_command_outlasts_a_pause_between_two_sentences():
+    """Live mode cut "Thanks." from "Thanks. So what is a vector, exactly?": espeak-ng pauses 300-340
+    ms between sentences, longer than a question's 0.25 s."""
+    short, uid = listening_capture()
+    short.handle(m.SpeechPaused(2.0), 2.1)
+    short.handle(m.AsrPartial(uid, "Thanks.", audio_ms=2100.0, quick=True), 2.15)
+    assert not finished(short.handle(m.Tick(), 2.35))  # past the question's 0.25 s: still listening
+    short.handle(m.SpeechResumed(2.34), 2.36)  # "So what is a vector, exactly?"
+    assert short.capture == uid and not finished(short.handle(m.Tick(), 2.8))
+    done, uid2 = listening_capture()
+    done.handle(m.SpeechPaused(2.0), 2.1)
+    done.handle(m.AsrPartial(uid2, "Okay, go back.", audio_ms=2100.0, quick=True), 2.15)
+    assert not finished(done.handle(m.Tick(), 2.45))
+    assert finished(done.handle(m.Tick(), 2.51))  # eot_command_silence_s = 0.5: still sooner than 0.7
 
 
 def test_after_an_early_resume_the_capture_ends_at_the_first_complete_pause():
@@ -346,10 +362,11 @@ def test_after_an_early_resume_the_capture_ends_at_the_first_complete_pause():
 
 
 def test_a_question_is_known_by_its_mark_or_its_first_word():
-    from icp.device.turns import _question_or_short
+    from icp.turn_end import is_question, is_short_command
 
-    assert _question_or_short("How far away is the moon?")
-    assert _question_or_short("who wrote Romito and Juliet.")  # read flatly, written with a full stop
-    assert _question_or_short("Stop.") and _question_or_short("Okay, go back.")
-    assert not _question_or_short("What?")  # too often the first word of a longer question
-    assert not _question_or_short("Tell me about the moon.")  # a statement waits the ordinary silence
+    assert is_question("How far away is the moon?")
+    assert is_question("who wrote Romito and Juliet.")  # read flatly, written with a full stop
+    assert is_short_command("Stop.") and is_short_command("Okay, go back.") and not is_question("Stop.")
+    assert not is_question("What?") and not is_short_command("What?")  # often the first word of a question
+    assert not is_question("Tell me about the moon.") and not is_short_command("Tell me about the moon.")
+    assert not is_short_command("")
