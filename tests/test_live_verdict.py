@@ -134,3 +134,27 @@ def test_an_early_absorb_on_a_partial_is_the_turns_disposition_unless_the_final_
     assert run_with([])["got"] == "ABSORB"  # the reply ended before the final: nothing followed
     late = [WireEvent(T0 + 2.61, "down", "control", Control(Action.FLUSH, "BRANCH"))]
     assert run_with(late)["got"] == "BRANCH"  # decided late: the final's decision counts
+
+
+def test_an_early_resume_is_measured_from_the_ear_not_from_the_end_of_the_users_voice() -> None:
+    """Live mode reported a backchannel gap of 3.2 s and a barge-in stop of 860 ms for an ABSORB the
+    wire showed paused for ~300 ms: the agent played again (resumed on a partial) while the user was
+    still speaking, and both figures were read from the last agent sample before the voice ended."""
+    run = _run("one two three four")
+    run.trace.turns[1] = TurnRecord(1, "uh huh", "ABSORB", start=1.8, agent_speaking=True, playing_item="a1")
+    resumed = run.segment_pcm[1][SR : SR + 8000]
+    run.ear_pcm[int(2.3 * SR) : int(2.3 * SR) + len(resumed)] = resumed  # 2.3-2.8: the reply plays on
+    run.ear = LiveEarIndex(SR)
+    run.ear.update(run.ear_pcm, run.segment_pcm)
+    run.trace.ear = run.ear
+    ev = lambda t, d, level, body: WireEvent(T0 + t, d, level, body)  # noqa: E731
+    run.wire_events = run.wire_events[:3] + [
+        ev(2.2, "up", "utterance", Utterance("u2", False, "Uh-huh.")),
+        ev(2.25, "down", "control", Control(Action.RESUME, "ABSORB (partial)", "ABSORB")),
+        ev(2.6, "up", "utterance", Utterance("u2", True, "Uh-huh.")),
+    ]
+    rep = live_verdict(run, transcribe=False).report
+    assert rep["dispositions"][1]["got"] == "ABSORB"
+    # the user's voice at the mic from 1.9 s; the ear silent from 2.0 to 2.3 s
+    assert rep["barge_in_stop_ms"]["p50"] == pytest.approx(100.0, abs=2.0)
+    assert rep["absorb_gap_ms"]["p50"] == pytest.approx(300.0, abs=2.0)

@@ -158,18 +158,42 @@ def _items(run: LiveRun) -> dict[str, tuple[str, str]]:
     return out
 
 
+def _pause_after(run: LiveRun, start: float, by: float) -> tuple[float, float | None] | None:
+    """The agent's first silence at the ear after `start` that began before `by` (the device's pause
+    for the user's voice): (its start, when agent audio came back or None). None: no such silence.
+
+    Read off the ear's runs, not from one instant: since the engine resumes a backchannel from a
+    partial (issue 12), the agent plays again *while* the user is still speaking, so "the last agent
+    sample before the user's voice ended" is resumed audio, not the pause."""
+    for g0, g1 in run.ear.agent_gaps(start, by + 30.0, min_gap_s=0.03):
+        if g0 <= start:
+            continue
+        if g0 > by:
+            return None
+        return g0, (g1 if g1 < by + 30.0 else None)
+    return None
+
+
+def _agent_at(run: LiveRun, t: float) -> bool:
+    before = run.ear.last_agent_time(t + 0.001)
+    return before is not None and t - before <= 0.1
+
+
 def _absorb_gaps(run: LiveRun) -> list[float]:
+    """How long the agent stayed silent at the ear for each ABSORB that reached it while it spoke (0:
+    it never paused)."""
     gaps = []
     for _, d in run.trace.dispositions:
         if d.applied is not Disposition.ABSORB:
             continue
         turn = next((t for t in run.trace.turns if t.utterance_id == d.utterance_id), None)
-        if turn is None:
+        if turn is None or not _agent_at(run, turn.start):
             continue
-        stop = run.ear.last_agent_time(turn.end + 0.5)
-        after = [s for s, _, _, _ in run.ear.spans() if stop is not None and s > stop]
-        if stop is not None and after:
-            gaps.append((after[0] - stop) * 1000.0)
+        pause = _pause_after(run, turn.start, turn.end + 0.5)
+        if pause is None:
+            gaps.append(0.0)
+        elif pause[1] is not None:
+            gaps.append((pause[1] - pause[0]) * 1000.0)
     return gaps
 
 
@@ -277,13 +301,14 @@ def live_verdict(run: LiveRun, transcribe: bool = True) -> ScenarioResult:
     for turn in trace.turns:
         if not turn.agent_speaking:
             continue
-        before = run.ear.last_agent_time(turn.start + 0.001)
-        if before is None or turn.start - before > 0.1:
+        if not _agent_at(run, turn.start):
             notes.append(f"turn {turn.index + 1}: no agent audio at the ear when the user's voice started "
                          f"(a dropout or the reply's end): no barge-in stop for it")
             continue
         last = run.ear.last_agent_time(turn.end)
-        stops.append(max(0.0, (last - turn.start) * 1000.0) if last is not None else 0.0)
+        pause = _pause_after(run, turn.start, turn.end)
+        stop = pause[0] if pause is not None else last  # (an early resume plays again before turn.end)
+        stops.append(max(0.0, (stop - turn.start) * 1000.0) if stop is not None else 0.0)
     report["barge_in_stop_ms"] = {"p50": _r(percentile(stops, 50)), "p95": _r(percentile(stops, 95))}
     # phantom/lost with ±1 word at each cut
     if run.requests_seen:
