@@ -23,6 +23,7 @@ import queue
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Optional
 
 import numpy as np
@@ -41,6 +42,7 @@ class AsrWorker:
         # optional: without it (or when it cannot load) the machine judges the words alone.
         self._turn_factory = turn_factory
         self.turn_model = None
+        self._turn_pool: Optional[ThreadPoolExecutor] = None  # runs turn_model beside the quick pass
         self._q: "queue.Queue[tuple]" = queue.Queue()
         self.results: deque[m.Event] = deque()
         self.ready = threading.Event()
@@ -62,6 +64,8 @@ class AsrWorker:
         self._q.put(("stop",))
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if self._turn_pool is not None:
+            self._turn_pool.shutdown(wait=False)
 
     def begin(self, uid: str, over_speech: bool = False) -> None:
         self._q.put(("start", uid, over_speech))
@@ -126,18 +130,26 @@ class AsrWorker:
             finally:
                 self._busy = False
 
-    def _turn_audio(self, uid: str) -> Optional[float]:
-        """P(the turn is over) from the audio end-of-turn model, or None (no model, no audio, failure)."""
+    def _listen_for_turn_end(self, uid: str) -> Optional["Future[Optional[float]]"]:
+        """Start the audio end-of-turn model on the capture so far, beside the quick transcript: it
+        needs the audio, not the words, and run after the decode it added its 50-240 ms (the latter
+        under load: `segue-bench turns` traces) to every end of turn. None: no model or no audio."""
         audio = getattr(self.asr, "audio", None)
         if self.turn_model is None or audio is None:
             return None
+        if self._turn_pool is None:
+            self._turn_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turn-audio")
+        return self._turn_pool.submit(self._turn_audio, uid, audio(), self._fed_ms)
+
+    def _turn_audio(self, uid: str, pcm: np.ndarray, fed_ms: float) -> Optional[float]:
+        """P(the turn is over) from the audio end-of-turn model, or None (failure)."""
         t0 = time.monotonic()
         try:
-            p = float(self.turn_model.probability(audio()))
+            p = float(self.turn_model.probability(pcm))  # type: ignore[union-attr]
         except Exception:  # the words still decide
             log.exception("audio end-of-turn model failed on %s", uid)
             return None
-        self.timings.append(("turn_audio", self._fed_ms, (time.monotonic() - t0) * 1000))
+        self.timings.append(("turn_audio", fed_ms, (time.monotonic() - t0) * 1000))
         return min(1.0, max(0.0, p))
 
     def _handle(self, item: tuple) -> None:
@@ -178,6 +190,7 @@ class AsrWorker:
             if self._current != uid:
                 return  # finished already (its final is on the way) or never started
             text, audio_ms = self._partial, self._fed_ms  # a backend without a quick pass: its latest
+            turn_end = self._listen_for_turn_end(uid)
             quick = getattr(self.asr, "quick", None)
             if quick is not None:
                 t0 = time.monotonic()
@@ -188,13 +201,13 @@ class AsrWorker:
                 else:
                     self.timings.append(("quick", p.audio_ms, (time.monotonic() - t0) * 1000))
                     text, audio_ms = p.text, p.audio_ms
-            if self.turn_model is not None and text and uid not in self._cancelled:
+            if turn_end is not None and text and uid not in self._cancelled:
                 # The words go out now as an ordinary partial (the engine may start the answer on them);
-                # the audio model's 50-110 ms come after, with the end-of-turn look.
+                # the audio model's verdict, if it is still running, comes with the end-of-turn look.
                 self.results.append(m.AsrPartial(uid, text, audio_ms=audio_ms))
             if uid not in self._cancelled:
-                self.results.append(m.AsrPartial(uid, text, audio_ms=audio_ms, quick=True,
-                                                 turn_audio=self._turn_audio(uid)))
+                turn_audio = turn_end.result() if turn_end is not None else None
+                self.results.append(m.AsrPartial(uid, text, audio_ms=audio_ms, quick=True, turn_audio=turn_audio))
         elif op == "prepare":
             if self._current == uid and isinstance(self.asr, PreparedFinalASR):
                 t0 = time.monotonic()
