@@ -69,7 +69,8 @@ class Turns:
         unsure = (st.turn_end.complete_at + st.turn_end.incomplete_below) / 2
         if turn_audio is not None and score >= st.turn_end.complete_at and turn_audio < st.audio_complete_at:
             return unsure
-        if st.eot_fast_questions_only and score >= st.turn_end.complete_at and not (is_question(text) or is_short_command(text)):
+        fast = is_question(text) or is_short_command(text)
+        if st.eot_fast_questions_only and score >= st.turn_end.complete_at and not fast:
             # A statement or request ("Tell me about the moon.") is often extended after a breath ("...
             # and its phases"); Whisper's "?" on a question is the stronger sign of a closed turn. Chosen
             # after `segue-bench turns` showed such cut-offs (not a held-out decision).
