@@ -13,7 +13,8 @@ Latency is from an event's publication to the first resulting command at the dev
 hello -> state, wake -> state, final -> state, interrupt -> state, stop -> flush, segment end -> state.
 The time from a final utterance to the reply's first segment (LLM and TTS included) is reported apart
 (`reply_ms`). `errors`: commands that never came (2 s; 10 s for a reply) and messages the workers
-refused. Engine CPU: user+system seconds of the worker processes over the window, per device-second;
+refused. Engine CPU: user+system seconds of the worker processes and their reply processes over the
+window, per device-second;
 `cpu_s` gives every process of the bench (workers, broker, Redis, the load, the LLM) over the window,
 to show where the machine's cores went.
 
@@ -322,22 +323,11 @@ def _serve_llm(conn: Any) -> None:
         conn.recv()  # until the bench is done (or gone: EOFError)
 
 
-def _cpu_s(pid: int | None) -> float:
-    """User + system CPU seconds of a process so far (/proc; Linux)."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run(devices: int, workers: int, seconds: float, warmup_s: float = 8.0,
-        think_s: tuple[float, float] = (20.0, 40.0)) -> dict[str, Any]:
+        think_s: tuple[float, float] = (20.0, 40.0), replies: str = "process") -> dict[str, Any]:
     from evaluation.broker import Mosquitto, free_port
     from evaluation.redis_server import RedisServer
-    from evaluation.workers import EngineWorkers
+    from evaluation.workers import EngineWorkers, children, cpu_s
 
     # fork: started before this process has any thread of its own, and unlike spawn it does not re-run the
     # caller's __main__ (a script calling run() without a __main__ guard would start the bench again)
@@ -354,7 +344,8 @@ def run(devices: int, workers: int, seconds: float, warmup_s: float = 8.0,
                       "set_tcp_nodelay true\n")
             with Mosquitto(work / "broker", config=config, port=port) as broker, \
                     RedisServer(work / "redis") as redis_server, \
-                    EngineWorkers(work / "workers", workers, broker.url, redis_server.url, llm_url) as procs:
+                    EngineWorkers(work / "workers", workers, broker.url, redis_server.url, llm_url,
+                                  extra=["--replies", replies]) as procs:
                 load = Load(broker.port, devices, think_s)
                 load_before = os.getloadavg()
                 others = {"broker": broker.proc.pid if broker.proc else None,
@@ -364,8 +355,10 @@ def run(devices: int, workers: int, seconds: float, warmup_s: float = 8.0,
                 def mark(name: str) -> None:
                     own = resource.getrusage(resource.RUSAGE_SELF)
                     cpu[name] = {"engine": procs.cpu_seconds(), "load_generator": own.ru_utime + own.ru_stime,
-                                 **{k: _cpu_s(pid) for k, pid in others.items()},
-                                 **{f"worker{i}": _cpu_s(p.pid) for i, p in enumerate(procs.procs)}}
+                                 **{k: cpu_s(pid) for k, pid in others.items()},
+                                 **{f"worker{i}": cpu_s(p.pid) for i, p in enumerate(procs.procs)},
+                                 **{f"worker{i}_replies": sum(map(cpu_s, children(p.pid)))
+                                    for i, p in enumerate(procs.procs)}}
                     cpu[name]["wall"] = time.monotonic()
 
                 load.run(seconds, warmup_s, mark)
@@ -382,7 +375,7 @@ def run(devices: int, workers: int, seconds: float, warmup_s: float = 8.0,
     errors = sum(load.errors.values()) + rejected
     used = {k: round(cpu["end"][k] - cpu["start"][k], 2) for k in cpu["end"] if k != "wall"}
     return {
-        "devices": devices, "workers": workers, "seconds": round(load.window, 2),
+        "devices": devices, "workers": workers, "replies": replies, "seconds": round(load.window, 2),
         "events_per_s": round(load.published / load.window, 1),
         "latency_ms": _pct(protocol),
         "reply_ms": _pct(load.latency.get("reply", [])),
@@ -413,10 +406,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--warmup", type=float, default=8.0, help="seconds before measuring (hellos are spread)")
     p.add_argument("--think", type=float, nargs=2, default=(20.0, 40.0), metavar=("MIN", "MAX"),
                    help="seconds a device stays quiet between turns")
+    p.add_argument("--replies", choices=("process", "threads"), default="process",
+                   help="the workers' --replies: LLM streams and TTS in a child process or on the worker's threads")
     p.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT")
     p.set_defaults(func=cmd_engine)
 
 
 def cmd_engine(args: argparse.Namespace) -> dict[str, Any]:
     """The report (segue-bench prints it and writes --json)."""
-    return run(args.devices, args.workers, args.seconds, args.warmup, tuple(args.think))
+    return run(args.devices, args.workers, args.seconds, args.warmup, tuple(args.think), args.replies)

@@ -75,16 +75,8 @@ class EngineWorkers:
                 proc.wait(5)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the live workers so far (from /proc; Linux)."""
-        total = 0.0
-        tick = os.sysconf("SC_CLK_TCK")
-        for proc in self.procs:
-            try:
-                fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += (int(fields[11]) + int(fields[12])) / tick
-        return total
+        """User + system CPU time of the live workers and their children (reply processes) so far."""
+        return sum(cpu_s(pid) for proc in self.procs for pid in (proc.pid, *children(proc.pid)))
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -102,3 +94,28 @@ class EngineWorkers:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a live process so far (/proc; Linux); 0 when it is gone."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid` (a worker's reply process)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                found.append(int(entry.name))
+    return found

@@ -17,26 +17,19 @@ from server.config import ServerSettings
 from server.engine import Engine
 from server.mqtt import EngineMqtt
 from server.rejections import RejectionMonitor
+from server.replies import make_tts
 from server.storage import open_store
 from server.tts.base import TTSBackend
-from server.tts.factory import create_tts
 from server.wire import Inbound, Rejected
 
 log = logging.getLogger("segue.server")
 
 
-def make_tts(settings: ServerSettings) -> TTSBackend:
-    options: dict[str, Any] = {"sample_rate": settings.tts.sample_rate}
-    if settings.tts.backend == "openai":
-        options.update(base_url=settings.llm.base_url, api_key=settings.llm.api_key)
-        if settings.tts.voice:
-            options["voice"] = settings.tts.voice
-        if settings.tts.model:
-            options["model"] = settings.tts.model
-    return create_tts(settings.tts.backend, **options)
-
-
 class ServerApp:
+    """One engine worker. Reply work (LLM streams, TTS) runs in a child process (`[server] replies =
+    "process"`, the default) unless `replies = "threads"`, or a `tts` or `llm_client` object is
+    handed in (objects of this process: they stay on its threads)."""
+
     def __init__(self, settings: ServerSettings, tts: TTSBackend | None = None,
                  clock: Callable[[], float] = time.monotonic, llm_client: Any = None) -> None:
         self.settings = settings
@@ -48,7 +41,8 @@ class ServerApp:
             self.store = self._redis_store(settings.storage.url)
         else:
             self.store = open_store(settings.storage.backend, settings.storage.state_dir)
-        self.tts = tts or make_tts(settings)
+        in_process = settings.replies == "threads" or tts is not None or llm_client is not None
+        self.tts = (tts or make_tts(settings)) if in_process else None
         classifier = make_classifier(
             settings.classifier.backend, base_url=settings.llm.base_url if settings.classifier.backend != "local"
             else None, model=settings.llm.model, api_key=settings.llm.api_key,
@@ -144,7 +138,7 @@ class ServerApp:
             self.engine.stop()
             raise
         log.info("segue-server running: strategy=%s tts=%s llm=%s model=%s", self.settings.strategy,
-                 getattr(self.tts, "name", "?"), self.settings.llm.base_url, self.settings.llm.model)
+                 getattr(self.tts, "name", None) or getattr(self.engine.replies, "tts_name", "?"), self.settings.llm.base_url, self.settings.llm.model)
         return self
 
     def stop(self) -> None:

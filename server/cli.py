@@ -42,6 +42,8 @@ settings (TOML file given with --config; every one has a default):
   [storage] state_dir = "state", backend = "sqlite" | memory, url = "redis://HOST:PORT/DB" (state in
            Redis: several workers split one fleet and take over a dead one's devices)
   metrics_port = 0                 Prometheus metrics on this port (0: off)
+  replies = "process"              LLM streams and TTS in a child process (the engine's loop keeps
+                                   its GIL), or "threads" (in this process)
   [engine] heard_threshold = 0.5 (a word is heard when more than this fraction played),
            lookahead_ms = 4000 (audio sent ahead of the heard cursor), auto_resume = "auto" | ask |
            off (after a side answer), auto_resume_delay_s = 2.5, interrupt_timeout_s = 8,
@@ -68,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="redis://HOST:PORT/DB: keep conversations in Redis so several workers serve one fleet")
     parser.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on this port")
     parser.add_argument("--strategy", help="icp (default) or a baseline, for comparison")
+    parser.add_argument("--replies", choices=("process", "threads"),
+                        help="where LLM streams and TTS run: a child process (default; the engine's loop "
+                             "keeps its GIL) or this process's threads")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING")
     return parser
 
@@ -92,6 +97,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         settings = replace(settings, metrics_port=args.metrics_port)
     if args.strategy:
         settings = replace(settings, strategy=args.strategy)
+    if args.replies:
+        settings = replace(settings, replies=args.replies)
     if args.log_level:
         settings = replace(settings, log_level=args.log_level.upper())
     return settings
@@ -106,10 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from server.app import ServerApp
+    from server.llm import LLMError
+    from server.tts.base import TTSError
 
     try:
         app = ServerApp(settings).start()
-    except (ConnectionError, OSError, ValueError) as exc:
+    except (ConnectionError, OSError, ValueError, TTSError, LLMError) as exc:  # each says what to do
         print(f"segue-server: {exc}", file=sys.stderr)
         return 1
     # The collector's full passes were the engine's latency tail: each walked every object the libraries

@@ -76,6 +76,9 @@ class ServerSettings:
     tick_s: float = 0.05
     log_level: str = "INFO"
     metrics_port: int = 0  # Prometheus metrics on this port (0: off)
+    # Where LLM streams and TTS run: "process" (a child process; the engine's loop keeps its GIL) or
+    # "threads" (this process). docs/fleet-scale.md has the figures.
+    replies: str = "process"
 
 
 def from_dict(data: dict[str, Any]) -> ServerSettings:
@@ -85,6 +88,8 @@ def from_dict(data: dict[str, Any]) -> ServerSettings:
         raise ConfigError(f"storage.url must be redis://HOST:PORT/DB, got {settings.storage.url!r}")
     if settings.llm.max_streams < 1:
         raise ConfigError(f"llm.max_streams must be at least 1, got {settings.llm.max_streams}")
+    if settings.replies not in ("process", "threads"):
+        raise ConfigError(f"replies must be process or threads, got {settings.replies!r}")
     if settings.strategy not in STRATEGIES:
         raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {settings.strategy!r}")
     return settings

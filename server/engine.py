@@ -1,7 +1,8 @@
 """The ICP engine's I/O runtime: one loop thread owns every device's core `Session`.
 
-MQTT callbacks, LLM stream readers, TTS workers and the ticker only *post* events to the loop; the
-loop hands each to the core and carries out the commands that come back. Nothing here decides what
+MQTT callbacks, reply work (LLM streams and TTS: `server.replies`, in a child process by default)
+and the ticker only *post* events to the loop; the loop hands each to the core and carries out the
+commands that come back. Nothing here decides what
 the conversation does: that is `icp.machine`. Whatever goes wrong out here (an LLM request that
 cannot be cancelled yet, a classifier that raises, audio that is missing) is posted back as an event,
 so the core never believes something that did not happen.
@@ -30,10 +31,10 @@ from icp.messages.base import Body
 from icp.ratelimit import LogBudget
 from icp.strategies import strategy as strategy_named
 from server.config import ServerSettings
-from server.llm import LLMError, PendingStream, make_client
 from server import takeover
+from server.replies import ReplyThreads
 from server.storage import LostOwnership, Store
-from server.tts.base import Synthesis, TTSBackend, resample, to_pcm16
+from server.tts.base import Synthesis, TTSBackend
 
 log = logging.getLogger("segue.engine")
 _PROBE = object()  # a no-op item: the loop proves it is turning (loop_alive)
@@ -66,11 +67,14 @@ class _Device:
 
 
 class Engine:
+    """`tts` given: reply work on threads here, with that backend (and `llm_client`, if given);
+    None: in a child process that builds both from `settings` (`server.reply_process`)."""
+
     def __init__(
         self,
         settings: ServerSettings,
         store: Store,
-        tts: TTSBackend,
+        tts: TTSBackend | None,
         classifier: Classifier,
         publisher: Publisher,
         clock: Callable[[], float] = time.monotonic,
@@ -78,7 +82,6 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.tts = tts
         self.classifier = classifier
         self.publisher = publisher
         self.clock = clock
@@ -86,7 +89,6 @@ class Engine:
         self.strategy = strategy_named(settings.strategy)
         self.devices: dict[str, _Device] = {}
         self.audio: dict[tuple[str, int], Synthesis] = {}  # synthesised, not yet sent
-        self.streams: dict[tuple[str, str], PendingStream] = {}  # registered before the request is sent
         self.counters: Counter[str] = Counter()
         self.observers: list[Observer] = []
         self.housekeeping: list[Callable[[float], None]] = []  # called by the ticker with the time
@@ -99,11 +101,15 @@ class Engine:
         self.on_lost: Callable[[list[str]], None] | None = None  # the fence refused: ownership moved
         self.owns: Callable[[str], bool] | None = None  # several workers: act only for devices owned here
         self.metrics: Any = None  # server.metrics.EngineMetrics when --metrics-port is set
-        self._tts_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tts")
-        # Reply streams: threads reused, not started per reply (starting one made the loop wait for it).
-        self._gen_pool = ThreadPoolExecutor(max_workers=settings.llm.max_streams, thread_name_prefix="gen")
         self._classify_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="classify")
-        self._llm = llm_client or make_client(settings.llm.base_url, settings.llm.api_key, settings.llm.timeout_s)
+        sink = _EngineSink(self)
+        self.replies: Any
+        if tts is not None:
+            self.replies = ReplyThreads(settings, tts, sink, llm_client)
+        else:
+            from server.reply_process import ReplyProcess
+
+            self.replies = ReplyProcess(settings, sink)
         self._thread: threading.Thread | None = None
         self._ticker: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -122,13 +128,15 @@ class Engine:
         if self.write_behind:
             self._queue.put(self._flush)  # a clean stop hands over everything up to now
         self._queue.put(None)
-        for pending in list(self.streams.values()):
-            pending.close()
         if self._thread:
             self._thread.join(5)
-        self._tts_pool.shutdown(wait=False, cancel_futures=True)
+        self.replies.close()
         self._classify_pool.shutdown(wait=False, cancel_futures=True)
-        self._gen_pool.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def streams(self) -> dict[tuple[str, str], Any]:
+        """Generations asked for and not yet ended, by (device, generation)."""
+        return self.replies.streams  # type: ignore[no-any-return]
 
     def post(self, device_id: str, event: E.Event) -> None:
         """Thread-safe: the only way anything reaches a session."""
@@ -261,10 +269,7 @@ class Engine:
         """Forget a device (its ownership moved): on the loop thread, nothing more is sent for it."""
         self.devices.pop(device_id, None)
         self._dirty.discard(device_id)
-        for key in [k for k in self.streams if k[0] == device_id]:
-            pending = self.streams.pop(key, None)
-            if pending is not None:
-                pending.close()
+        self.replies.forget(device_id)
         for key in [k for k in self.audio if k[0] == device_id]:
             self.audio.pop(key, None)
 
@@ -282,11 +287,9 @@ class Engine:
         elif isinstance(cmd, C.StartGeneration):
             self._start_generation(device_id, cmd)
         elif isinstance(cmd, C.CancelGeneration):
-            pending = self.streams.pop((device_id, cmd.generation_id), None)
-            if pending is not None:
-                pending.close()  # also when its request is still being opened
+            self.replies.cancel(device_id, cmd.generation_id)  # also when its request is still being opened
         elif isinstance(cmd, C.Synthesise):
-            self._tts_pool.submit(self._synthesise, device_id, dev.sample_rate, cmd)
+            self.replies.synthesise(device_id, dev.sample_rate, cmd)
         elif isinstance(cmd, C.SendSegment):
             self._send_segment(device_id, dev, cmd)
         elif isinstance(cmd, C.DiscardAudio):
@@ -334,62 +337,7 @@ class Engine:
 
     # -- workers (they post events; they decide nothing) ---------------------------------------------
     def _start_generation(self, device_id: str, cmd: C.StartGeneration) -> None:
-        # Registered here, on the loop thread, before the worker sends the request: a cancel carried
-        # out while the request is being opened finds it and closes the stream the moment it exists.
-        key = (device_id, cmd.generation_id)
-        pending = self.streams[key] = PendingStream()
-
-        def run() -> None:
-            started = time.monotonic()
-            try:
-                stream = pending.open(list(cmd.messages), self.settings.llm.model, max_tokens=cmd.max_tokens,
-                                      temperature=self.settings.llm.temperature, client=self._llm)
-            except LLMError as exc:
-                self.streams.pop(key, None)
-                log.warning("device=%s generation %s failed to start: %s", device_id, cmd.generation_id, exc)
-                self.post(device_id, E.GenerationFailed(self.clock(), cmd.generation_id, str(exc)))
-                return
-            if stream is None:  # cancelled before or while the request was sent; the core knows
-                self.streams.pop(key, None)
-                return
-            try:
-                first = True
-                for delta in stream:
-                    if first and self.metrics is not None:
-                        self.metrics.first_token.observe(time.monotonic() - started)
-                    first = False
-                    self.post(device_id, E.GenerationText(self.clock(), cmd.generation_id, delta))
-            except LLMError as exc:
-                log.warning("device=%s generation %s failed: %s", device_id, cmd.generation_id, exc)
-                self.post(device_id, E.GenerationFailed(self.clock(), cmd.generation_id, str(exc)))
-                return
-            finally:
-                self.streams.pop(key, None)
-            # After a cancel the core has already closed this generation; the event is then a no-op.
-            self.post(device_id, E.GenerationFinished(self.clock(), cmd.generation_id))
-
-        try:
-            self._gen_pool.submit(run)  # queued while max_streams replies stream; a cancel still finds it
-        except RuntimeError:  # the pool is shut down: the engine is stopping
-            self.streams.pop(key, None)
-
-    def _synthesise(self, device_id: str, sample_rate: int, cmd: C.Synthesise) -> None:
-        try:
-            started = time.monotonic()
-            synthesis = self.tts.synthesise(cmd.text)
-            if self.metrics is not None:
-                self.metrics.tts.observe(time.monotonic() - started)
-            if synthesis.sample_rate != sample_rate:
-                pcm = to_pcm16(resample(synthesis.samples(), synthesis.sample_rate, sample_rate))
-                synthesis = Synthesis(pcm, sample_rate, synthesis.words)
-        except Exception as exc:  # any backend failure is a failed segment, never a dead worker
-            log.warning("device=%s synthesis of segment %d failed: %s", device_id, cmd.segment_id, exc)
-            self.post(device_id, E.SynthesisFailed(self.clock(), cmd.segment_id, str(exc)))
-            return
-        self.audio[(device_id, cmd.segment_id)] = synthesis
-        samples = len(synthesis.pcm) // 2
-        self.post(device_id, E.SegmentSynthesised(self.clock(), cmd.segment_id, samples, synthesis.sample_rate,
-                                                  synthesis.words))
+        self.replies.generate(device_id, cmd)
 
     def _classify(self, device_id: str, cmd: C.Classify) -> None:
         try:
@@ -401,3 +349,35 @@ class Engine:
             return
         self.post(device_id, E.Classified(self.clock(), cmd.request_id, result.disposition, result.confidence,
                                           result.source))
+
+
+class _EngineSink:
+    """What reply work reports becomes the core's events (on the loop, in order), audio and metrics."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def text(self, device_id: str, generation_id: str, delta: str) -> None:
+        self.engine.post(device_id, E.GenerationText(self.engine.clock(), generation_id, delta))
+
+    def finished(self, device_id: str, generation_id: str) -> None:
+        self.engine.post(device_id, E.GenerationFinished(self.engine.clock(), generation_id))
+
+    def failed(self, device_id: str, generation_id: str, reason: str) -> None:
+        self.engine.post(device_id, E.GenerationFailed(self.engine.clock(), generation_id, reason))
+
+    def closed(self, device_id: str, generation_id: str) -> None:
+        pass  # cancelled before its request went out: the core closed it already
+
+    def synthesised(self, device_id: str, segment_id: int, synthesis: Synthesis) -> None:
+        self.engine.audio[(device_id, segment_id)] = synthesis
+        self.engine.post(device_id, E.SegmentSynthesised(self.engine.clock(), segment_id, len(synthesis.pcm) // 2,
+                                                         synthesis.sample_rate, synthesis.words))
+
+    def synthesis_failed(self, device_id: str, segment_id: int, reason: str) -> None:
+        self.engine.post(device_id, E.SynthesisFailed(self.engine.clock(), segment_id, reason))
+
+    def timing(self, kind: str, seconds: float) -> None:
+        metrics = self.engine.metrics
+        if metrics is not None:
+            (metrics.first_token if kind == "first_token" else metrics.tts).observe(seconds)

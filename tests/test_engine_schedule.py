@@ -30,12 +30,14 @@ def test_max_streams_has_a_default_and_refuses_zero():
 
 # -- against the real parts -----------------------------------------------------------------------------
 @pytest.mark.broker
-def test_replies_wait_for_a_free_stream_and_a_cancel_frees_it(broker, tmp_path):
+@pytest.mark.parametrize("replies", ["process", "threads"])
+def test_replies_wait_for_a_free_stream_and_a_cancel_frees_it(broker, tmp_path, replies):
     """One stream slot: the second device's reply waits while the first streams a long answer; the first
-    device's "stop" cancels its stream, which frees the slot, and the second reply then streams."""
+    device's "stop" cancels its stream, which frees the slot, and the second reply then streams. The
+    same whether the streams run in the reply process or on this process's threads."""
     llm = ScriptedLLMServer([{"match": "tides", "reply": LONG}, {"match": "stop", "reply": "Okay."},
                              {"default": "It is noon."}], chunk_delay_s=0.01).start()
-    settings = make_settings(broker, llm, tmp_path)
+    settings = replace(make_settings(broker, llm, tmp_path), replies=replies)
     app = ServerApp(replace(settings, llm=replace(settings.llm, max_streams=1))).start()
     first, second = ProtocolDevice(broker.url, "dev1"), ProtocolDevice(broker.url, "dev2")
     try:
@@ -53,7 +55,8 @@ def test_replies_wait_for_a_free_stream_and_a_cancel_frees_it(broker, tmp_path):
         second.wait_for(lambda: second.segments, timeout=10)
         assert "noon" in " ".join(s.seg.text for s in second.segments)
         gen_threads = [t.name for t in threading.enumerate() if t.name.startswith("gen")]
-        assert len(gen_threads) == 1, gen_threads  # reused, not one per reply
+        # reused, not one per reply; and none here when the reply process streams them
+        assert len(gen_threads) == (1 if replies == "threads" else 0), gen_threads
     finally:
         first.stop()
         second.stop()

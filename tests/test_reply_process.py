@@ -1,0 +1,159 @@
+"""The reply process (server.reply_process): LLM streams and TTS in a child, results back to the engine.
+
+Against the real parts: the real openai client in the child against the scripted OpenAI-compatible
+server, espeak-ng, a real child interpreter killed with -9.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from evaluation.openai_server import ScriptedLLMServer
+from icp import commands as C
+from server.config import ServerSettings, load
+from server.reply_process import ReplyProcess
+from server.tts.base import TTSError
+from tests.test_engine_defects import LONG
+
+
+class Reports:
+    """A ReplySink that keeps every report, in order, with a lock (the reader thread calls it)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Any, ...]] = []
+        self.lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name in ("items", "lock"):
+            raise AttributeError(name)
+
+        def report(*args: Any) -> None:
+            with self.lock:
+                self.items.append((name, *args))
+
+        return report
+
+    def of(self, name: str) -> list[tuple[Any, ...]]:
+        with self.lock:
+            return [item for item in self.items if item[0] == name]
+
+    def wait(self, condition: Any, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.02)
+        return False
+
+
+def settings_for(llm: ScriptedLLMServer) -> ServerSettings:
+    settings = load(None, env={})
+    return replace(settings, llm=replace(settings.llm, base_url=llm.base_url, model="scripted"),
+                   tts=replace(settings.tts, backend="espeak"))
+
+
+ASK = ({"role": "user", "content": "tell me about the tides"},)
+
+
+def test_a_reply_streams_and_its_segment_is_synthesised_in_the_child():
+    with ScriptedLLMServer([{"default": "It is noon."}]) as llm:
+        reports = Reports()
+        replies = ReplyProcess(settings_for(llm), reports)
+        try:
+            assert replies.tts_name == "espeak"
+            replies.generate("dev1", C.StartGeneration("g1", ASK, 50))
+            assert reports.wait(lambda: reports.of("finished"))
+            assert "".join(r[3] for r in reports.of("text")).strip() == "It is noon."
+            assert not replies.streams
+            replies.synthesise("dev1", 22050, C.Synthesise(7, "It is noon."))
+            assert reports.wait(lambda: reports.of("synthesised"))
+            _, device, segment, synthesis = reports.of("synthesised")[0]
+            assert (device, segment, synthesis.sample_rate) == ("dev1", 7, 22050)  # resampled for the device
+            assert [w.word for w in synthesis.words] == ["It", "is", "noon."]
+            assert {r[1] for r in reports.of("timing")} == {"first_token", "tts"}
+        finally:
+            replies.close()
+
+
+def test_a_cancel_reaches_the_stream_in_the_child():
+    with ScriptedLLMServer([{"default": LONG}], chunk_delay_s=0.02) as llm:
+        reports = Reports()
+        replies = ReplyProcess(settings_for(llm), reports)
+        try:
+            replies.generate("dev1", C.StartGeneration("g1", ASK, 400))
+            assert reports.wait(lambda: reports.of("text"))
+            replies.cancel("dev1", "g1")
+            assert llm.wait_for(lambda s: s.requests[0].cancelled, 10), "the stream ran on after the cancel"
+            assert not replies.streams
+        finally:
+            replies.close()
+
+
+def test_a_killed_child_fails_its_work_and_a_new_one_takes_the_next():
+    """kill -9 of the reply process mid-reply: the reply in flight and the synthesis asked for are
+    reported failed (the core re-plans from the heard cursor), and the next reply works."""
+    with ScriptedLLMServer([{"match": "tides", "reply": LONG}, {"default": "It is noon."}],
+                           chunk_delay_s=0.05) as llm:
+        reports = Reports()
+        replies = ReplyProcess(settings_for(llm), reports)
+        try:
+            replies.generate("dev1", C.StartGeneration("g1", ASK, 400))
+            assert reports.wait(lambda: reports.of("text"))
+            first_pid = replies._proc.pid
+            os.kill(first_pid, signal.SIGKILL)
+            assert reports.wait(lambda: reports.of("failed"))
+            assert reports.of("failed")[0][1:3] == ("dev1", "g1")
+            assert not reports.of("finished")
+            assert reports.wait(lambda: replies.restarts == 1)
+            assert replies._proc.pid != first_pid
+            replies.generate("dev1", C.StartGeneration("g2", ({"role": "user", "content": "time?"},), 50))
+            assert reports.wait(lambda: reports.of("finished"))
+            assert reports.of("finished")[0][1:3] == ("dev1", "g2")
+        finally:
+            replies.close()
+
+
+def test_the_child_ends_with_its_engine():
+    """A worker killed with -9 leaves no reply process behind: the child sees its pipe close."""
+    code = ("import sys, time\n"
+            "from dataclasses import replace\n"
+            "from server.config import load\n"
+            "from server.reply_process import ReplyProcess\n"
+            "s = load(None, env={}); s = replace(s, tts=replace(s.tts, backend='espeak'))\n"
+            "r = ReplyProcess(s, object())\n"
+            "print(r._proc.pid, flush=True)\n"
+            "time.sleep(60)\n")
+    engine = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(engine.stdout.readline())  # type: ignore[union-attr]
+        os.kill(child, 0)  # alive
+        engine.kill()
+        engine.wait(5)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(child, signal.SIGKILL)
+            pytest.fail("the reply process outlived its engine")
+    finally:
+        engine.kill()
+
+
+def test_a_child_that_cannot_start_says_why():
+    settings = load(None, env={})
+    settings = replace(settings, tts=replace(settings.tts, backend="no-such-voice"))
+    with pytest.raises(TTSError, match="unknown TTS backend"):
+        ReplyProcess(settings, Reports())
