@@ -26,7 +26,7 @@ log = logging.getLogger("segue.server")
 
 
 class ServerApp:
-    """One engine worker. Reply work (LLM streams, TTS) runs in a child process (`[server] replies =
+    """One engine worker. Reply work (LLM streams, TTS) runs in a child process (`replies =
     "process"`, the default) unless `replies = "threads"`, or a `tts` or `llm_client` object is
     handed in (objects of this process: they stay on its threads)."""
 

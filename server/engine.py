@@ -117,6 +117,7 @@ class Engine:
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> "Engine":
+        self.replies.ready()  # the reply process, started with the engine, has built its LLM client and TTS
         self._thread = threading.Thread(target=self._run, name="engine-loop", daemon=True)
         self._thread.start()
         self._ticker = threading.Thread(target=self._tick, name="engine-tick", daemon=True)

@@ -3,7 +3,7 @@
 The engine's loop hands over `StartGeneration`, `CancelGeneration` and `Synthesise`; what comes of
 them (text, the end of a stream, a failure, a segment's audio) goes to a `ReplySink`, which turns it
 into events for the core. `ReplyThreads` does the work on thread pools of whatever process it is in:
-the engine's own (`[server] replies = "threads"`) or a child process's (`server.reply_process`,
+the engine's own (`replies = "threads"`) or a child process's (`server.reply_process`,
 the default), where the openai client's stream parsing and the TTS stop competing with the engine's
 loop and its MQTT thread for one GIL (measured in docs/fleet-scale.md).
 """
@@ -61,6 +61,9 @@ class ReplyThreads:
         self._tts_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tts")
         # Threads reused, not started per reply (starting one made the engine's loop wait for it).
         self._gen_pool = ThreadPoolExecutor(max_workers=settings.llm.max_streams, thread_name_prefix="gen")
+
+    def ready(self) -> None:
+        """Nothing to wait for here (the child process version waits for its child)."""
 
     def generate(self, device_id: str, cmd: C.StartGeneration) -> None:
         self.start(device_id, cmd.generation_id, list(cmd.messages), cmd.max_tokens)

@@ -56,7 +56,14 @@ class ReplyProcess:
         self._stopping = False
         self.tts_name = "?"
         self.restarts = 0
-        self._conn, self._proc = self._spawn()
+        self._conn, self._proc = self._launch()  # it starts while the engine loads the rest
+        self._reader: threading.Thread | None = None
+
+    def ready(self) -> None:
+        """Wait for the child to say it is ready; raise what stopped it (TTSError, LLMError) if not."""
+        if self._reader is not None:
+            return
+        self._handshake(self._conn, self._proc)
         self._reader = threading.Thread(target=self._read, name="replies-read", daemon=True)
         self._reader.start()
 
@@ -101,7 +108,7 @@ class ReplyProcess:
             except (OSError, ValueError):  # the child is gone (or being replaced)
                 return False
 
-    def _spawn(self) -> tuple[Connection, subprocess.Popen[bytes]]:
+    def _launch(self) -> tuple[Connection, subprocess.Popen[bytes]]:
         mine, theirs = socket.socketpair()
         # The child imports what this process imports (a test's or a checkout's path, not only site's).
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
@@ -111,9 +118,19 @@ class ReplyProcess:
         ours = Connection(mine.detach())
         try:
             ours.send(self.settings)
+        except OSError:
+            pass  # it died at once: the handshake says so
+        return ours, proc
+
+    def _handshake(self, ours: Connection, proc: subprocess.Popen[bytes]) -> None:
+        try:
             if not ours.poll(self.start_timeout_s):
                 raise TimeoutError(f"the reply process did not start within {self.start_timeout_s:.0f} s")
             reply = ours.recv()
+        except EOFError:
+            proc.kill()
+            ours.close()
+            raise ChildProcessError(f"the reply process exited at start (code {proc.wait(2.0)}); its log says why") from None
         except BaseException:
             proc.kill()
             ours.close()
@@ -123,7 +140,6 @@ class ReplyProcess:
             ours.close()
             raise _ERRORS.get(reply[1], RuntimeError)(reply[2])
         self.tts_name = reply[1]
-        return ours, proc
 
     def _read(self) -> None:
         while True:
@@ -164,7 +180,8 @@ class ReplyProcess:
             self.sink.synthesis_failed(device_id, segment_id, "the reply process died")
         while not self._stopping:
             try:
-                conn, proc = self._spawn()
+                conn, proc = self._launch()
+                self._handshake(conn, proc)
             except Exception as exc:
                 log.error("could not restart the reply process: %s; trying again in 1 s", exc)
                 time.sleep(1.0)

@@ -68,6 +68,7 @@ def test_a_reply_streams_and_its_segment_is_synthesised_in_the_child():
     with ScriptedLLMServer([{"default": "It is noon."}]) as llm:
         reports = Reports()
         replies = ReplyProcess(settings_for(llm), reports)
+        replies.ready()
         try:
             assert replies.tts_name == "espeak"
             replies.generate("dev1", C.StartGeneration("g1", ASK, 50))
@@ -88,6 +89,7 @@ def test_a_cancel_reaches_the_stream_in_the_child():
     with ScriptedLLMServer([{"default": LONG}], chunk_delay_s=0.02) as llm:
         reports = Reports()
         replies = ReplyProcess(settings_for(llm), reports)
+        replies.ready()
         try:
             replies.generate("dev1", C.StartGeneration("g1", ASK, 400))
             assert reports.wait(lambda: reports.of("text"))
@@ -105,6 +107,7 @@ def test_a_killed_child_fails_its_work_and_a_new_one_takes_the_next():
                            chunk_delay_s=0.05) as llm:
         reports = Reports()
         replies = ReplyProcess(settings_for(llm), reports)
+        replies.ready()
         try:
             replies.generate("dev1", C.StartGeneration("g1", ASK, 400))
             assert reports.wait(lambda: reports.of("text"))
@@ -129,7 +132,7 @@ def test_the_child_ends_with_its_engine():
             "from server.config import load\n"
             "from server.reply_process import ReplyProcess\n"
             "s = load(None, env={}); s = replace(s, tts=replace(s.tts, backend='espeak'))\n"
-            "r = ReplyProcess(s, object())\n"
+            "r = ReplyProcess(s, object()); r.ready()\n"
             "print(r._proc.pid, flush=True)\n"
             "time.sleep(60)\n")
     engine = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -156,4 +159,4 @@ def test_a_child_that_cannot_start_says_why():
     settings = load(None, env={})
     settings = replace(settings, tts=replace(settings.tts, backend="no-such-voice"))
     with pytest.raises(TTSError, match="unknown TTS backend"):
-        ReplyProcess(settings, Reports())
+        ReplyProcess(settings, Reports()).ready()
