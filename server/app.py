@@ -65,7 +65,8 @@ class ServerApp:
                 devices=lambda: len(self.engine.devices),
                 owned=lambda: len(self.ownership.tokens) if self.ownership else len(self.engine.devices),
                 takeovers=lambda: self.ownership.takeovers if self.ownership else 0,
-                forwarded=lambda: self.fleet.forwarded if self.fleet else 0)
+                forwarded=lambda: self.fleet.forwarded if self.fleet else 0,
+                reply_restarts=lambda: getattr(self.engine.replies, "restarts", 0))
             self.engine.metrics = self.metrics
 
     # -- several workers (docs/fleet-scale.md) --------------------------------------------------------

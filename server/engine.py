@@ -2,10 +2,10 @@
 
 MQTT callbacks, reply work (LLM streams and TTS: `server.replies`, in a child process by default)
 and the ticker only *post* events to the loop; the loop hands each to the core and carries out the
-commands that come back. Nothing here decides what
-the conversation does: that is `icp.machine`. Whatever goes wrong out here (an LLM request that
-cannot be cancelled yet, a classifier that raises, audio that is missing) is posted back as an event,
-so the core never believes something that did not happen.
+commands that come back. Nothing here decides what the conversation does: that is `icp.machine`.
+Whatever goes wrong out here (an LLM request that cannot be cancelled yet, a classifier that raises,
+audio that is missing) is posted back as an event, so the core never believes something that did
+not happen.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from icp.ratelimit import LogBudget
 from icp.strategies import strategy as strategy_named
 from server.config import ServerSettings
 from server import takeover
-from server.replies import ReplyThreads
+from server.replies import Replies, ReplyThreads
 from server.storage import LostOwnership, Store
 from server.tts.base import Synthesis, TTSBackend
 
@@ -103,7 +103,7 @@ class Engine:
         self.metrics: Any = None  # server.metrics.EngineMetrics when --metrics-port is set
         self._classify_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="classify")
         sink = _EngineSink(self)
-        self.replies: Any
+        self.replies: Replies
         if tts is not None:
             self.replies = ReplyThreads(settings, tts, sink, llm_client)
         else:
@@ -137,7 +137,7 @@ class Engine:
     @property
     def streams(self) -> dict[tuple[str, str], Any]:
         """Generations asked for and not yet ended, by (device, generation)."""
-        return self.replies.streams  # type: ignore[no-any-return]
+        return self.replies.streams
 
     def post(self, device_id: str, event: E.Event) -> None:
         """Thread-safe: the only way anything reaches a session."""

@@ -25,12 +25,13 @@ METRICS: dict[str, str] = {
     "segue_tts_seconds": "Synthesis time of one segment",
     "segue_takeovers_total": "Devices this worker took over from another (dead or gone) worker",
     "segue_forwarded_total": "Messages forwarded to the owning worker",
+    "segue_reply_process_restarts_total": "Times the reply process (LLM streams and TTS) died and was started again",
 }
 
 
 class EngineMetrics:
     def __init__(self, devices: Callable[[], int], owned: Callable[[], int], takeovers: Callable[[], int],
-                 forwarded: Callable[[], int] = lambda: 0) -> None:
+                 forwarded: Callable[[], int] = lambda: 0, reply_restarts: Callable[[], int] = lambda: 0) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         Gauge("segue_devices_served", METRICS["segue_devices_served"], registry=r).set_function(devices)
@@ -44,6 +45,8 @@ class EngineMetrics:
         self.tts = Histogram("segue_tts_seconds", METRICS["segue_tts_seconds"], buckets=SLOW_BUCKETS, registry=r)
         _FunctionCounter("segue_takeovers", METRICS["segue_takeovers_total"], takeovers, r)
         _FunctionCounter("segue_forwarded", METRICS["segue_forwarded_total"], forwarded, r)
+        _FunctionCounter("segue_reply_process_restarts", METRICS["segue_reply_process_restarts_total"],
+                         reply_restarts, r)
         self._server: WSGIServer | None = None
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> int:

@@ -38,6 +38,19 @@ class ReplySink(Protocol):
     def timing(self, kind: str, seconds: float) -> None: ...  # "first_token" or "tts", for the metrics
 
 
+class Replies(Protocol):
+    """What the engine's loop calls: `ReplyThreads` here, or `server.reply_process.ReplyProcess`."""
+
+    streams: dict[Key, Any]  # generations asked for and not yet ended
+
+    def ready(self) -> None: ...
+    def generate(self, device_id: str, cmd: C.StartGeneration) -> None: ...
+    def cancel(self, device_id: str, generation_id: str) -> None: ...
+    def forget(self, device_id: str) -> None: ...
+    def synthesise(self, device_id: str, sample_rate: int, cmd: C.Synthesise) -> None: ...
+    def close(self) -> None: ...
+
+
 def make_tts(settings: ServerSettings) -> TTSBackend:
     options: dict[str, Any] = {"sample_rate": settings.tts.sample_rate}
     if settings.tts.backend == "openai":

@@ -159,7 +159,10 @@ class ReplyProcess:
                     continue
             elif name in ("synthesised", "synthesis_failed"):
                 self._segments.discard((args[0], args[1]))
-            getattr(self.sink, name)(*args)
+            try:
+                getattr(self.sink, name)(*args)
+            except Exception:  # a bug in the sink must not end every device's replies
+                log.exception("reply report %s failed", name)
 
     def _restart(self) -> None:
         """The child died: what it had is failed (the core re-plans from the heard cursor); start another."""
