@@ -12,6 +12,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -64,65 +66,60 @@ def settings_for(llm: ScriptedLLMServer) -> ServerSettings:
 ASK = ({"role": "user", "content": "tell me about the tides"},)
 
 
-def test_a_reply_streams_and_its_segment_is_synthesised_in_the_child():
-    with ScriptedLLMServer([{"default": "It is noon."}]) as llm:
+@contextmanager
+def child_with(rules: list[dict[str, str]], chunk_delay_s: float = 0.0) -> Iterator[tuple[Any, ReplyProcess, Reports]]:
+    """The scripted LLM, a started reply process against it, and what it reports."""
+    with ScriptedLLMServer(rules, chunk_delay_s=chunk_delay_s) as llm:
         reports = Reports()
         replies = ReplyProcess(settings_for(llm), reports)
-        replies.ready()
         try:
-            assert replies.tts_name == "espeak"
-            replies.generate("dev1", C.StartGeneration("g1", ASK, 50))
-            assert reports.wait(lambda: reports.of("finished"))
-            assert "".join(r[3] for r in reports.of("text")).strip() == "It is noon."
-            assert not replies.streams
-            replies.synthesise("dev1", 22050, C.Synthesise(7, "It is noon."))
-            assert reports.wait(lambda: reports.of("synthesised"))
-            _, device, segment, synthesis = reports.of("synthesised")[0]
-            assert (device, segment, synthesis.sample_rate) == ("dev1", 7, 22050)  # resampled for the device
-            assert [w.word for w in synthesis.words] == ["It", "is", "noon."]
-            assert {r[1] for r in reports.of("timing")} == {"first_token", "tts"}
+            replies.ready()
+            yield llm, replies, reports
         finally:
             replies.close()
+
+
+def test_a_reply_streams_and_its_segment_is_synthesised_in_the_child():
+    with child_with([{"default": "It is noon."}]) as (llm, replies, reports):
+        assert replies.tts_name == "espeak"
+        replies.generate("dev1", C.StartGeneration("g1", ASK, 50))
+        assert reports.wait(lambda: reports.of("finished"))
+        assert "".join(r[3] for r in reports.of("text")).strip() == "It is noon."
+        assert not replies.streams
+        replies.synthesise("dev1", 22050, C.Synthesise(7, "It is noon."))
+        assert reports.wait(lambda: reports.of("synthesised"))
+        _, device, segment, synthesis = reports.of("synthesised")[0]
+        assert (device, segment, synthesis.sample_rate) == ("dev1", 7, 22050)  # resampled for the device
+        assert [w.word for w in synthesis.words] == ["It", "is", "noon."]
+        assert {r[1] for r in reports.of("timing")} == {"first_token", "tts"}
 
 
 def test_a_cancel_reaches_the_stream_in_the_child():
-    with ScriptedLLMServer([{"default": LONG}], chunk_delay_s=0.02) as llm:
-        reports = Reports()
-        replies = ReplyProcess(settings_for(llm), reports)
-        replies.ready()
-        try:
-            replies.generate("dev1", C.StartGeneration("g1", ASK, 400))
-            assert reports.wait(lambda: reports.of("text"))
-            replies.cancel("dev1", "g1")
-            assert llm.wait_for(lambda s: s.requests[0].cancelled, 10), "the stream ran on after the cancel"
-            assert not replies.streams
-        finally:
-            replies.close()
+    with child_with([{"default": LONG}], chunk_delay_s=0.02) as (llm, replies, reports):
+        replies.generate("dev1", C.StartGeneration("g1", ASK, 400))
+        assert reports.wait(lambda: reports.of("text"))
+        replies.cancel("dev1", "g1")
+        assert llm.wait_for(lambda s: s.requests[0].cancelled, 10), "the stream ran on after the cancel"
+        assert not replies.streams
 
 
 def test_a_killed_child_fails_its_work_and_a_new_one_takes_the_next():
-    """kill -9 of the reply process mid-reply: the reply in flight and the synthesis asked for are
-    reported failed (the core re-plans from the heard cursor), and the next reply works."""
-    with ScriptedLLMServer([{"match": "tides", "reply": LONG}, {"default": "It is noon."}],
-                           chunk_delay_s=0.05) as llm:
-        reports = Reports()
-        replies = ReplyProcess(settings_for(llm), reports)
-        replies.ready()
-        try:
-            replies.generate("dev1", C.StartGeneration("g1", ASK, 400))
-            assert reports.wait(lambda: reports.of("text"))
-            first_pid = replies._proc.pid
-            os.kill(first_pid, signal.SIGKILL)
-            assert reports.wait(lambda: reports.of("failed"))
-            assert reports.of("failed")[0][1:3] == ("dev1", "g1")
-            assert not reports.of("finished")
-            assert reports.wait(lambda: replies.restarts == 1)
-            assert replies._proc.pid != first_pid
-            replies.generate("dev1", C.StartGeneration("g2", ({"role": "user", "content": "time?"},), 50))
-            assert reports.wait(lambda: reports.of("finished"))
-            assert reports.of("finished")[0][1:3] == ("dev1", "g2")
-        finally:
-            replies.close()
+    """kill -9 of the reply process mid-reply: the reply in flight is reported failed (the core
+    re-plans from the heard cursor), and the next reply works."""
+    with child_with([{"match": "tides", "reply": LONG}, {"default": "It is noon."}],
+                    chunk_delay_s=0.05) as (llm, replies, reports):
+        replies.generate("dev1", C.StartGeneration("g1", ASK, 400))
+        assert reports.wait(lambda: reports.of("text"))
+        first_pid = replies._proc.pid
+        os.kill(first_pid, signal.SIGKILL)
+        assert reports.wait(lambda: reports.of("failed"))
+        assert reports.of("failed")[0][1:3] == ("dev1", "g1")
+        assert not reports.of("finished")
+        assert reports.wait(lambda: replies.restarts == 1)
+        assert replies._proc.pid != first_pid
+        replies.generate("dev1", C.StartGeneration("g2", ({"role": "user", "content": "time?"},), 50))
+        assert reports.wait(lambda: reports.of("finished"))
+        assert reports.of("finished")[0][1:3] == ("dev1", "g2")
 
 
 def test_the_child_ends_with_its_engine():
