@@ -112,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"segue-server: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from server.llm import quiet_http_client
+
+    quiet_http_client(settings.log_level)
     from server.app import ServerApp
     from server.llm import LLMError
     from server.tts.base import TTSError

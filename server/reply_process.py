@@ -32,7 +32,7 @@ from typing import Any
 
 from icp import commands as C
 from server.config import ServerSettings
-from server.llm import LLMError
+from server.llm import LLMError, quiet_http_client
 from server.replies import Key, ReplySink, ReplyThreads, make_tts
 from server.tts.base import Synthesis, TTSError
 
@@ -236,6 +236,7 @@ def serve(conn: Connection) -> None:
     settings: ServerSettings = conn.recv()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the engine stops us
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s[replies]: %(message)s")
+    quiet_http_client(settings.log_level)
     sink = _PipeSink(conn)
     try:
         threads = ReplyThreads(settings, make_tts(settings), sink)

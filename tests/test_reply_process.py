@@ -157,3 +157,20 @@ def test_a_child_that_cannot_start_says_why():
     settings = replace(settings, tts=replace(settings.tts, backend="no-such-voice"))
     with pytest.raises(TTSError, match="unknown TTS backend"):
         ReplyProcess(settings, Reports()).ready()
+
+
+def test_the_http_client_logs_no_line_per_request_unless_debugging():
+    import logging
+
+    from server.llm import quiet_http_client
+
+    httpx_log = logging.getLogger("httpx")
+    before = httpx_log.level
+    try:
+        httpx_log.setLevel(logging.NOTSET)
+        quiet_http_client("DEBUG")
+        assert httpx_log.level == logging.NOTSET
+        quiet_http_client("INFO")
+        assert httpx_log.level == logging.WARNING
+    finally:
+        httpx_log.setLevel(before)
