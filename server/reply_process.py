@@ -150,6 +150,11 @@ class ReplyProcess:
                     return
                 self._restart()
                 continue
+            except Exception:  # an unreadable message: the stream is out of step, so start afresh
+                log.exception("unreadable report from the reply process; restarting it")
+                self._proc.kill()
+                self._restart()
+                continue
             if name not in _REPORTS:
                 log.warning("the reply process reported %r; ignored", name)
                 continue

@@ -174,3 +174,25 @@ def test_the_http_client_logs_no_line_per_request_unless_debugging():
         assert httpx_log.level == logging.WARNING
     finally:
         httpx_log.setLevel(before)
+
+
+def test_an_unreadable_report_restarts_the_child():
+    """A message that cannot be unpickled leaves the stream out of step: the reader starts a new child
+    instead of dying (which would silence every device's replies)."""
+    import pickle
+
+    with child_with([{"default": "It is noon."}]) as (llm, replies, reports):
+        real = replies._conn
+
+        class Garbled:
+            def recv(self) -> Any:
+                raise pickle.UnpicklingError("garbled")
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+        replies._conn = Garbled()  # type: ignore[assignment]  # the reader's next recv after this one
+        replies.generate("dev1", C.StartGeneration("g1", ASK, 50))
+        assert reports.wait(lambda: replies.restarts == 1)
+        replies.generate("dev1", C.StartGeneration("g2", ASK, 50))
+        assert reports.wait(lambda: ("finished", "dev1", "g2") in reports.items)
