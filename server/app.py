@@ -42,13 +42,13 @@ class ServerApp:
         else:
             self.store = open_store(settings.storage.backend, settings.storage.state_dir)
         in_process = settings.replies == "threads" or tts is not None or llm_client is not None
-        self.tts = (tts or make_tts(settings)) if in_process else None
+        tts = (tts or make_tts(settings)) if in_process else None
         classifier = make_classifier(
             settings.classifier.backend, base_url=settings.llm.base_url if settings.classifier.backend != "local"
             else None, model=settings.llm.model, api_key=settings.llm.api_key,
             timeout=settings.classifier.llm_timeout_s, threshold=settings.classifier.threshold)
         self.mqtt: EngineMqtt | None = None
-        self.engine = Engine(settings, self.store, self.tts, classifier, publisher=self, clock=clock,
+        self.engine = Engine(settings, self.store, tts, classifier, publisher=self, clock=clock,
                              llm_client=llm_client)
         # Bad input: counted by device and reason, logged within a budget, published for dashboards.
         self.rejections = RejectionMonitor(settings.mqtt.topic_root, self.publish,
@@ -66,7 +66,7 @@ class ServerApp:
                 owned=lambda: len(self.ownership.tokens) if self.ownership else len(self.engine.devices),
                 takeovers=lambda: self.ownership.takeovers if self.ownership else 0,
                 forwarded=lambda: self.fleet.forwarded if self.fleet else 0,
-                reply_restarts=lambda: getattr(self.engine.replies, "restarts", 0))
+                reply_restarts=lambda: self.engine.replies.restarts)
             self.engine.metrics = self.metrics
 
     # -- several workers (docs/fleet-scale.md) --------------------------------------------------------
@@ -139,7 +139,7 @@ class ServerApp:
             self.engine.stop()
             raise
         log.info("segue-server running: strategy=%s tts=%s llm=%s model=%s", self.settings.strategy,
-                 getattr(self.tts, "name", None) or getattr(self.engine.replies, "tts_name", "?"), self.settings.llm.base_url, self.settings.llm.model)
+                 self.engine.replies.tts_name, self.settings.llm.base_url, self.settings.llm.model)
         return self
 
     def stop(self) -> None:

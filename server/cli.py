@@ -112,12 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"segue-server: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from server.llm import quiet_http_client
+    from server.app import ServerApp
+    from server.llm import LLMError, quiet_http_client
+    from server.tts.base import TTSError
 
     quiet_http_client(settings.log_level)
-    from server.app import ServerApp
-    from server.llm import LLMError
-    from server.tts.base import TTSError
 
     try:
         app = ServerApp(settings).start()

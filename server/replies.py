@@ -42,6 +42,10 @@ class Replies(Protocol):
     """What the engine's loop calls: `ReplyThreads` here, or `server.reply_process.ReplyProcess`."""
 
     streams: dict[Key, Any]  # generations asked for and not yet ended
+    restarts: int  # times the reply process died and was replaced (0 on threads)
+
+    @property
+    def tts_name(self) -> str: ...
 
     def ready(self) -> None: ...
     def generate(self, device_id: str, cmd: C.StartGeneration) -> None: ...
@@ -75,19 +79,22 @@ class ReplyThreads:
         # Threads reused, not started per reply (starting one made the engine's loop wait for it).
         self._gen_pool = ThreadPoolExecutor(max_workers=settings.llm.max_streams, thread_name_prefix="gen")
 
+    restarts = 0  # (the child process version counts its child's)
+
+    @property
+    def tts_name(self) -> str:
+        return str(getattr(self.tts, "name", "?"))
+
     def ready(self) -> None:
         """Nothing to wait for here (the child process version waits for its child)."""
 
     def generate(self, device_id: str, cmd: C.StartGeneration) -> None:
-        self.start(device_id, cmd.generation_id, list(cmd.messages), cmd.max_tokens)
-
-    def start(self, device_id: str, generation_id: str, messages: list[dict[str, Any]], max_tokens: int) -> None:
         # Registered here, on the caller's thread, before the worker sends the request: a cancel that
         # comes while the request is being opened finds it and closes the stream the moment it exists.
-        key = (device_id, generation_id)
+        key = (device_id, cmd.generation_id)
         pending = self.streams[key] = PendingStream()
         try:
-            self._gen_pool.submit(self._stream, key, pending, messages, max_tokens)  # queued past max_streams
+            self._gen_pool.submit(self._stream, key, pending, list(cmd.messages), cmd.max_tokens)  # queued past max_streams
         except RuntimeError:  # the pool is shut down: stopping
             self.streams.pop(key, None)
 
@@ -102,11 +109,8 @@ class ReplyThreads:
             self.cancel(*key)
 
     def synthesise(self, device_id: str, sample_rate: int, cmd: C.Synthesise) -> None:
-        self.synthesise_text(device_id, sample_rate, cmd.segment_id, cmd.text)
-
-    def synthesise_text(self, device_id: str, sample_rate: int, segment_id: int, text: str) -> None:
         try:
-            self._tts_pool.submit(self._synthesise, device_id, sample_rate, segment_id, text)
+            self._tts_pool.submit(self._synthesise, device_id, sample_rate, cmd.segment_id, cmd.text)
         except RuntimeError:
             pass  # stopping
 

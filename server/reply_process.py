@@ -71,7 +71,7 @@ class ReplyProcess:
     def generate(self, device_id: str, cmd: C.StartGeneration) -> None:
         key = (device_id, cmd.generation_id)
         self.streams[key] = True
-        if not self._send(("generate", device_id, cmd.generation_id, list(cmd.messages), cmd.max_tokens)):
+        if not self._send(("generate", device_id, cmd)):
             if self.streams.pop(key, None):
                 self.sink.failed(device_id, cmd.generation_id, "the reply process is restarting")
 
@@ -85,7 +85,7 @@ class ReplyProcess:
 
     def synthesise(self, device_id: str, sample_rate: int, cmd: C.Synthesise) -> None:
         self._segments.add((device_id, cmd.segment_id))
-        if not self._send(("synthesise", device_id, sample_rate, cmd.segment_id, cmd.text)):
+        if not self._send(("synthesise", device_id, sample_rate, cmd)):
             self._segments.discard((device_id, cmd.segment_id))
             self.sink.synthesis_failed(device_id, cmd.segment_id, "the reply process is restarting")
 
@@ -248,7 +248,7 @@ def serve(conn: Connection) -> None:
     except Exception as exc:
         conn.send(("error", type(exc).__name__, str(exc)))
         return
-    conn.send(("ready", getattr(threads.tts, "name", "?")))
+    conn.send(("ready", threads.tts_name))
     gc.collect()
     gc.freeze()  # as the engine does: nothing made at start-up is garbage (server.cli)
     while True:
@@ -257,11 +257,11 @@ def serve(conn: Connection) -> None:
         except (EOFError, OSError):  # the engine is gone
             break
         if op == "generate":
-            threads.start(*args)
+            threads.generate(*args)
         elif op == "cancel":
             threads.cancel(*args)
         elif op == "synthesise":
-            threads.synthesise_text(*args)
+            threads.synthesise(*args)
         elif op == "stop":
             break
     threads.close()
