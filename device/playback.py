@@ -6,6 +6,11 @@ first sample. From those records `cursor_at(t)` says how many samples of which s
 the speaker at stream time t. Samples handed to the card will play, so after `pause()` the cursor is
 the end of the last buffer handed over, and `resume()` continues from exactly the next sample.
 Audio that has not arrived yet (underrun) plays as silence and never advances a segment.
+
+A segment whose audio stops arriving for `starve_s` of stream time was lost on the way (a broken
+connection ate its last chunks; MQTT with a clean session does not redeliver them). It is dropped with
+everything queued behind it, and nothing more plays until the next flush: otherwise the queue would
+wait for it forever, reporting queued audio, and the engine would never see a device that ran dry.
 """
 
 from __future__ import annotations
@@ -78,7 +83,7 @@ class Idle:
 @dataclass(frozen=True)
 class SegmentsDropped:
     segments: tuple[int, ...]
-    reason: str  # "flush" or "gap"
+    reason: str  # "flush", "gap" or "starved"
     at: float = -math.inf  # due at once
 
 
@@ -90,6 +95,7 @@ class PlaybackSettings:
     sample_rate: int = 16000
     history_buffers: int = 512        # buffer records kept for cursor_at() (512 x 20 ms = 10 s)
     heard_word_threshold: float = 0.5  # a word counts as heard when this fraction has played
+    starve_s: float = 2.0  # a queued segment that gets no audio for this long was lost (module doc)
 
 
 @dataclass
@@ -130,6 +136,7 @@ class Playback:
         self._last_end_at = 0.0
         self._events: list[PlaybackEvent] = []
         self.underruns = 0
+        self._starving: Optional[tuple[int, int, float]] = None  # (segment, samples received, since)
 
     # ---- network side ----
     def add_segment(self, info: SegmentInfo) -> bool:
@@ -218,6 +225,7 @@ class Playback:
         sr = self.sample_rate
         with self._lock:
             if self._paused or not self._queue:
+                self._starving = None  # a pause is not starvation: count again from the resume
                 return out, ()
             spans: list[Span] = []
             pos = 0
@@ -229,6 +237,7 @@ class Playback:
                         self._finish_locked(seg)
                         continue
                     self.underruns += 1
+                    self._starve_locked(seg, dac_time + pos / sr)
                     break
                 n = min(avail, frames - pos)
                 self._copy_locked(seg, out, pos, n)
@@ -255,6 +264,22 @@ class Playback:
                     self._base = Cursor(last.segment, last.start + last.count)
                 return out, rec.spans
             return out, ()
+
+    def _starve_locked(self, seg: _Segment, now: float) -> None:
+        """Count how long the head segment has waited for audio; past `starve_s`, drop it and what
+        follows it (module doc)."""
+        key = (seg.info.segment, seg.received)
+        if self._starving is None or self._starving[:2] != key:
+            self._starving = (*key, now)
+            return
+        if now - self._starving[2] < self.settings.starve_s:
+            return
+        log.warning("segment %d: no audio for %.1f s (%d of %d samples came): lost; dropped with the %d queued "
+                    "after it until the next flush", seg.info.segment, now - self._starving[2], seg.received,
+                    seg.info.samples, len(self._queue) - 1)
+        self._starving = None
+        self._hole = True
+        self._drop_locked(list(self._queue), "starved")
 
     def _copy_locked(self, seg: _Segment, out: np.ndarray, pos: int, n: int) -> None:
         while n > 0:

@@ -52,6 +52,10 @@ class Sim:
     last_received: int = 0  # the device's end of the `prev` chain
     hole: bool = False  # a segment was lost: drop until the next flush
     lose_next: int = 0  # test hook: this many of the next segments vanish on the way
+    # How the device says it ran dry: at every step (False), or once until it plays again, as the
+    # real device does (it sends no heartbeats once idle).
+    idle_once: bool = False
+    _idle_said: bool = False
     # A partial's classify request (issue 12) is answered only by this (callable(ClassifyRequest) ->
     # Classification or None: no answer); the scripted `classify` is for finals.
     classify_partial: object = None
@@ -154,10 +158,13 @@ class Sim:
         while samples > 0 and not self.paused:
             if self.playing is None:
                 if not self.queue:
-                    if any(s.heard_samples < s.samples and not s.dropped for s in self.session.conv.segments):
+                    if any(s.heard_samples < s.samples and not s.dropped for s in self.session.conv.segments) \
+                            and not (self.idle_once and self._idle_said):
+                        self._idle_said = True
                         self.send(E.PlaybackReported(self.now, PlaybackEvent.IDLE, self.cursor(), 0.0))
                     return
                 self.playing = (self.queue.pop(0), 0)
+                self._idle_said = False
             seg, pos = self.playing
             n = min(samples, seg.segment.samples - pos)
             self.heard.append((seg.segment.segment, pos, pos + n))

@@ -184,3 +184,37 @@ def test_a_segment_lost_on_the_way_stops_playback_at_the_hole_until_a_flush():
     assert not pb.add_segment(SegmentInfo(4, 1600, prev=3))  # and nothing after the hole is queued
     pb.flush()
     assert pb.add_segment(SegmentInfo(5, 1600, prev=0))  # the engine's re-sent reply starts a new chain
+
+
+def test_a_segment_whose_audio_stops_coming_is_dropped_with_what_follows():
+    """The connection broke while a segment's last chunks were on the way: waiting for them would
+    hold the queue forever (the device would report queued audio and never run dry, so the engine
+    would never re-send). After `starve_s` without audio it is dropped with what is queued behind it,
+    the device goes idle, and nothing later plays until the engine's flush."""
+    card, pb = _rig(output_latency_ms=100)
+    pb.add_segment(SegmentInfo(1, 32000, prev=0))
+    assert pb.add_audio(1, 0, _pcm(8000, 1)) == ChunkResult.ACCEPTED  # a quarter came
+    assert pb.add_segment(SegmentInfo(2, 16000, prev=1))
+    assert pb.add_audio(2, 0, _pcm(16000, 2), last=True) == ChunkResult.ACCEPTED
+    card.run(1.5)  # under starve_s: still waiting, the rest may yet come
+    assert pb.has_queued() and pb.queued_ms(card.time()) > 0
+    card.run(1.5)
+    events = pb.poll_events()
+    assert SegmentsDropped((1, 2), "starved") in events and any(isinstance(e, Idle) for e in events)
+    assert not pb.has_queued() and pb.queued_ms(card.time()) == 0
+    assert card.ear.heard(1) == 8000 and card.ear.sequence(2) == []
+    assert not pb.add_segment(SegmentInfo(3, 1600, prev=2))  # past the hole: not played
+    pb.flush()
+    assert pb.add_segment(SegmentInfo(4, 1600, prev=0))
+
+
+def test_a_pause_is_not_starvation():
+    card, pb = _rig(output_latency_ms=100)
+    pb.add_segment(SegmentInfo(1, 32000, prev=0))
+    pb.add_audio(1, 0, _pcm(8000, 1))
+    card.run(1.0)  # waiting for the rest
+    pb.pause()
+    card.run(5.0)
+    pb.resume()
+    card.run(1.0)
+    assert pb.has_queued() and not any(isinstance(e, SegmentsDropped) for e in pb.poll_events())

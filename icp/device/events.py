@@ -26,6 +26,7 @@ def _enum(obj: object, name: str, kind: type) -> None:
 class DropReason(StrEnum):
     FLUSH = "flush"  # the engine (or the device) flushed the queue: reported as `flushed` already
     GAP = "gap"      # a segment's audio came with a hole: what follows is dropped until a flush
+    STARVED = "starved"  # a segment's audio stopped coming (lost): it and what follows are dropped
 
 
 # ---- audio / speech ----

@@ -103,6 +103,8 @@ class Session(Partials):
                 self._step(Deadline.LISTEN)
             elif name is Deadline.CLASSIFY:
                 self._classify_fallback("timeout")
+            elif name is Deadline.LOST_AUDIO:
+                self._recover_lost_audio(self.dry_cursor)
             elif name is Deadline.UNDO:
                 self._ignore("Tick", "undo window closed: the cancelled reply can no longer be resumed")
                 self._close_undo()

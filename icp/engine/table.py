@@ -52,6 +52,7 @@ class Deadline(StrEnum):
     AUTO_RESUME = "auto_resume"  # a quiet moment after a side answer: resume the held thread
     LISTEN = "listen"  # a wake or words, then no final utterance: back to idle
     UNDO = "undo"  # the undo window after a CANCEL/MODIFY closed: the cancelled reply is gone
+    LOST_AUDIO = "lost_audio"  # a device that ran dry still has not played audio sent to it: re-send
 
 
 class Previous:
@@ -111,7 +112,7 @@ for _state in _LIVE:
 # Which deadline belongs to which state: a deadline whose state has passed is dropped unfired.
 DEADLINE_STATE: dict[Deadline, State] = {
     Deadline.INTERRUPT: S.INTERRUPTED, Deadline.CLASSIFY: S.CLASSIFYING, Deadline.AUTO_RESUME: S.IDLE,
-    Deadline.LISTEN: S.LISTENING, Deadline.UNDO: S.IDLE,
+    Deadline.LISTEN: S.LISTENING, Deadline.UNDO: S.IDLE, Deadline.LOST_AUDIO: S.SPEAKING,
 }
 # How long each deadline is (the `EngineSettings` field) and what happens when it fires.
 DEADLINE_RULE: dict[Deadline, tuple[str, str]] = {
@@ -121,6 +122,9 @@ DEADLINE_RULE: dict[Deadline, tuple[str, str]] = {
     Deadline.LISTEN: ("listen_timeout_s", "no final utterance: back to idle"),
     Deadline.UNDO: ("undo_window_s", "idle this long after a CANCEL/MODIFY: \"go back\" no longer undoes it "
                     "(the next decided utterance other than ABSORB closes it sooner)"),
+    Deadline.LOST_AUDIO: ("lost_audio_s", "the device reported nothing queued while audio sent to it was unplayed, "
+                          "and no report since says otherwise: that audio was lost; re-send from the heard cursor "
+                          "(counted from the oldest unplayed segment's sending)"),
 }
 
 # Which events belong in which state; any other is an `Ignored` no-op. Background work (generation,

@@ -206,3 +206,28 @@ def test_audio_lost_on_the_way_is_sent_again_from_the_heard_cursor():
     flush_at = next(i for i, c in enumerate(sim.log) if isinstance(c, C.DeviceControl) and c.reason == "RESEND")
     resent = next(c for c in sim.log[flush_at:] if isinstance(c, C.SendSegment))
     assert resent.segment.text.split()[0] == lost.segment.text.split()[0] and resent.segment.prev == 0
+
+
+def test_a_device_that_ran_dry_once_gets_its_lost_audio_when_it_is_old_enough():
+    """The real device reports `idle` once and then nothing (no heartbeats while idle). If the lost
+    segment was too recent to call lost at that report, `Deadline.LOST_AUDIO` looks again later: the
+    reply must not hang in `speaking` (a CI failure after a reconnect)."""
+    from icp.engine.table import Deadline
+    from icp.machine import EngineSettings
+
+    sim = Sim(dict(REPLIES), lambda req: Classification(Disposition.NEW, 0.9),
+              settings=EngineSettings(auto_resume_delay_s=1.0, lost_audio_s=10.0))
+    sim.idle_once = True
+    sim.say("explain transformers")
+    sim.run_until(lambda: sim.playing is not None)
+    sim.lose_next = 1
+    n = len(sim.sent)
+    sim.run_until(lambda: len(sim.sent) > n)
+    lost_at = sim.now
+    sim.run_until(lambda: Deadline.LOST_AUDIO in sim.session.deadlines, 30)
+    assert sim.now - lost_at < 10.0  # the device ran dry before the audio was old enough to call lost
+    sim.run_until(sim.idle, 120)
+    parent = next(e for e in sim.session.conv.log if isinstance(e, AssistantItem))
+    assert sim.heard_words(parent.id) == parent.words
+    resend = next(i for i, c in enumerate(sim.log) if isinstance(c, C.DeviceControl) and c.reason == "RESEND")
+    assert resend and sim.session.deadlines.get(Deadline.LOST_AUDIO) is None
