@@ -44,6 +44,8 @@ settings (TOML file given with --config; every one has a default):
   metrics_port = 0                 Prometheus metrics on this port (0: off)
   replies = "process"              LLM streams and TTS in a child process (the engine's loop keeps
                                    its GIL), or "threads" (in this process)
+  reply_niceness = 0               nice value of that process (0-19; higher: interrupts keep their
+                                   latency on a loaded machine, replies wait; docs/fleet-scale.md)
   [engine] heard_threshold = 0.5 (a word is heard when more than this fraction played),
            lookahead_ms = 4000 (audio sent ahead of the heard cursor), auto_resume = "auto" | ask |
            off (after a side answer), auto_resume_delay_s = 2.5, interrupt_timeout_s = 8,

@@ -79,6 +79,9 @@ class ServerSettings:
     # Where LLM streams and TTS run: "process" (a child process; the engine's loop keeps its GIL) or
     # "threads" (this process). docs/fleet-scale.md has the figures.
     replies: str = "process"
+    # The reply process's nice value (0-19): above 0 the engine's loop wins the CPU when both want it,
+    # so interrupts and state changes keep their latency under load and replies take the wait.
+    reply_niceness: int = 0
 
 
 def from_dict(data: dict[str, Any]) -> ServerSettings:
@@ -90,6 +93,8 @@ def from_dict(data: dict[str, Any]) -> ServerSettings:
         raise ConfigError(f"llm.max_streams must be at least 1, got {settings.llm.max_streams}")
     if settings.replies not in ("process", "threads"):
         raise ConfigError(f"replies must be process or threads, got {settings.replies!r}")
+    if not 0 <= settings.reply_niceness <= 19:
+        raise ConfigError(f"reply_niceness must be 0-19, got {settings.reply_niceness}")
     if settings.strategy not in STRATEGIES:
         raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {settings.strategy!r}")
     return settings

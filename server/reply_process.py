@@ -14,6 +14,11 @@ API key, which the engine raises at start as it did in-process). It exits when i
 a worker killed with -9 leaves no orphan. If the child dies, every generation and synthesis it had
 is reported failed (the core re-plans from the heard cursor, as for any LLM or TTS failure) and a
 new child is started.
+
+A child can also hang without dying (a TTS stuck in its C code, a deadlock): then nothing would ever
+fail and its devices would wait in `thinking` forever. A watchdog pings it and counts how long each
+synthesis has been outstanding; no answer to a ping, or a synthesis older than `hang_s`, and the
+child is killed, which takes the path of a death above.
 """
 
 from __future__ import annotations
@@ -39,19 +44,24 @@ from server.tts.base import Synthesis, TTSError
 log = logging.getLogger("segue.replies")
 
 # What the child may report: each is a `ReplySink` method of the same name and arguments.
-_REPORTS = frozenset({"text", "finished", "failed", "closed", "synthesised", "synthesis_failed", "timing"})
+_REPORTS = frozenset({"text", "finished", "failed", "closed", "synthesised", "synthesis_failed", "timing", "pong"})
+HANG_S = 30.0  # a child silent this long (or one synthesis outstanding this long) is hung
 _ERRORS: dict[str, type[Exception]] = {"TTSError": TTSError, "LLMError": LLMError}
 
 
 class ReplyProcess:
     """The engine's handle on the child: the calls of `ReplyThreads`, carried out there."""
 
-    def __init__(self, settings: ServerSettings, sink: ReplySink, start_timeout_s: float = 120.0) -> None:
+    def __init__(self, settings: ServerSettings, sink: ReplySink, start_timeout_s: float = 120.0,
+                 hang_s: float = HANG_S) -> None:
         self.settings = settings
         self.sink = sink
         self.start_timeout_s = start_timeout_s
+        self.hang_s = hang_s
         self.streams: dict[Key, bool] = {}  # generations asked for and not yet ended
-        self._segments: set[tuple[str, int]] = set()  # syntheses asked for and not yet answered
+        self._segments: dict[tuple[str, int], float] = {}  # syntheses asked for and not yet answered: when
+        self._ping_at: float | None = None  # a ping not yet answered: when it went
+        self._pings = 0
         self._send_lock = threading.Lock()
         self._stopping = False
         self.tts_name = "?"
@@ -66,6 +76,7 @@ class ReplyProcess:
         self._handshake(self._conn, self._proc)
         self._reader = threading.Thread(target=self._read, name="replies-read", daemon=True)
         self._reader.start()
+        threading.Thread(target=self._watch, name="replies-watch", daemon=True).start()
 
     # -- the engine's calls (its loop thread) -----------------------------------------------------------
     def generate(self, device_id: str, cmd: C.StartGeneration) -> None:
@@ -84,9 +95,9 @@ class ReplyProcess:
             self.cancel(*key)
 
     def synthesise(self, device_id: str, sample_rate: int, cmd: C.Synthesise) -> None:
-        self._segments.add((device_id, cmd.segment_id))
+        self._segments[(device_id, cmd.segment_id)] = time.monotonic()
         if not self._send(("synthesise", device_id, sample_rate, cmd)):
-            self._segments.discard((device_id, cmd.segment_id))
+            self._segments.pop((device_id, cmd.segment_id), None)
             self.sink.synthesis_failed(device_id, cmd.segment_id, "the reply process is restarting")
 
     def close(self) -> None:
@@ -158,12 +169,15 @@ class ReplyProcess:
             if name not in _REPORTS:
                 log.warning("the reply process reported %r; ignored", name)
                 continue
+            if name == "pong":
+                self._ping_at = None
+                continue
             if name in ("finished", "failed", "closed"):
                 self.streams.pop((args[0], args[1]), None)  # before the event: as the threads do
                 if name == "closed":
                     continue
             elif name in ("synthesised", "synthesis_failed"):
-                self._segments.discard((args[0], args[1]))
+                self._segments.pop((args[0], args[1]), None)
             try:
                 getattr(self.sink, name)(*args)
             except Exception:  # a bug in the sink must not end every device's replies
@@ -184,8 +198,9 @@ class ReplyProcess:
             if self.streams.pop((device_id, generation_id), None):
                 self.sink.failed(device_id, generation_id, "the reply process died")
         for device_id, segment_id in list(self._segments):
-            self._segments.discard((device_id, segment_id))
+            self._segments.pop((device_id, segment_id), None)
             self.sink.synthesis_failed(device_id, segment_id, "the reply process died")
+        self._ping_at = None
         while not self._stopping:
             try:
                 conn, proc = self._launch()
@@ -198,6 +213,33 @@ class ReplyProcess:
                 self._conn, self._proc = conn, proc
             self.restarts += 1
             return
+
+
+    def _watch(self) -> None:
+        """Ping the child every `hang_s / 4` (at most every second); kill it if it is hung (module doc).
+        The kill closes its pipe: the reader then fails its work and starts another (`_restart`)."""
+        period = min(1.0, self.hang_s / 4)
+        while not self._stopping:
+            time.sleep(period)
+            now = time.monotonic()
+            oldest = min(list(self._segments.values()), default=now)
+            ping_at = self._ping_at
+            if ping_at is not None and now - ping_at > self.hang_s:
+                why = f"no answer to a ping for {now - ping_at:.0f} s"
+            elif now - oldest > self.hang_s:
+                why = f"a synthesis outstanding for {now - oldest:.0f} s"
+            else:
+                if ping_at is None:
+                    self._pings += 1
+                    self._ping_at = now
+                    if not self._send(("ping", self._pings)):
+                        self._ping_at = None  # being replaced: ping the next one
+                continue
+            if self._stopping:
+                return
+            log.error("the reply process is hung (%s): killing it", why)
+            self._ping_at = None
+            self._proc.kill()
 
 
 class _PipeSink:
@@ -235,11 +277,16 @@ class _PipeSink:
     def timing(self, kind: str, seconds: float) -> None:
         self._report("timing", kind, seconds)
 
+    def pong(self, n: int) -> None:
+        self._report("pong", n)
+
 
 def serve(conn: Connection) -> None:
     """The child's main: settings first, build the LLM client and the TTS, say ready, then carry out requests."""
     settings: ServerSettings = conn.recv()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the engine stops us
+    if settings.reply_niceness:
+        os.nice(settings.reply_niceness)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s[replies]: %(message)s")
     quiet_http_client(settings.log_level)
     sink = _PipeSink(conn)
@@ -262,6 +309,8 @@ def serve(conn: Connection) -> None:
             threads.cancel(*args)
         elif op == "synthesise":
             threads.synthesise(*args)
+        elif op == "ping":
+            sink.pong(*args)
         elif op == "stop":
             break
     threads.close()

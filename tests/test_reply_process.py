@@ -67,11 +67,12 @@ ASK = ({"role": "user", "content": "tell me about the tides"},)
 
 
 @contextmanager
-def child_with(rules: list[dict[str, str]], chunk_delay_s: float = 0.0) -> Iterator[tuple[Any, ReplyProcess, Reports]]:
+def child_with(rules: list[dict[str, str]], chunk_delay_s: float = 0.0,
+               **kwargs: Any) -> Iterator[tuple[Any, ReplyProcess, Reports]]:
     """The scripted LLM, a started reply process against it, and what it reports."""
     with ScriptedLLMServer(rules, chunk_delay_s=chunk_delay_s) as llm:
         reports = Reports()
-        replies = ReplyProcess(settings_for(llm), reports)
+        replies = ReplyProcess(settings_for(llm), reports, **kwargs)
         try:
             replies.ready()
             yield llm, replies, reports
@@ -120,6 +121,52 @@ def test_a_killed_child_fails_its_work_and_a_new_one_takes_the_next():
         replies.generate("dev1", C.StartGeneration("g2", ({"role": "user", "content": "time?"},), 50))
         assert reports.wait(lambda: reports.of("finished"))
         assert reports.of("finished")[0][1:3] == ("dev1", "g2")
+
+
+def test_a_hung_child_is_killed_and_its_work_failed():
+    """A child that stops answering without dying (SIGSTOP here; a TTS stuck in C in the field): the
+    watchdog kills it after `hang_s`, the synthesis it held is reported failed, and a new child
+    takes the next one. Without the watchdog the synthesis would never be answered."""
+    with child_with([{"default": "It is noon."}], hang_s=1.0) as (llm, replies, reports):
+        first_pid = replies._proc.pid
+        os.kill(first_pid, signal.SIGSTOP)
+        try:
+            replies.synthesise("dev1", 22050, C.Synthesise(3, "It is noon."))
+            assert reports.wait(lambda: reports.of("synthesis_failed"), timeout=8.0), "a hung child went unnoticed"
+        finally:
+            try:
+                os.kill(first_pid, signal.SIGCONT)  # if the watchdog missed it: let it end with the test
+            except ProcessLookupError:
+                pass  # killed and reaped, as it should be
+        assert reports.of("synthesis_failed")[0][1:3] == ("dev1", 3)
+        assert reports.wait(lambda: replies.restarts == 1)
+        replies.synthesise("dev1", 22050, C.Synthesise(4, "It is noon."))
+        assert reports.wait(lambda: reports.of("synthesised"))
+        assert reports.of("synthesised")[0][1:3] == ("dev1", 4)
+
+
+def test_a_busy_child_is_not_taken_for_hung():
+    """Pings are answered while work runs: a long reply outlasting `hang_s` is not killed."""
+    with child_with([{"default": LONG}], chunk_delay_s=0.02, hang_s=1.0) as (llm, replies, reports):
+        replies.generate("dev1", C.StartGeneration("g1", ASK, 400))
+        assert reports.wait(lambda: reports.of("finished"), timeout=20.0)
+        assert replies.restarts == 0 and not reports.of("failed")
+
+
+def test_the_child_runs_at_the_configured_niceness_and_the_setting_is_checked():
+    from server.config import ConfigError, from_dict
+
+    with ScriptedLLMServer([{"default": "It is noon."}]) as llm:
+        replies = ReplyProcess(replace(settings_for(llm), reply_niceness=7), Reports())
+        try:
+            replies.ready()
+            child = os.getpriority(os.PRIO_PROCESS, replies._proc.pid)
+            assert child - os.getpriority(os.PRIO_PROCESS, 0) == min(7, 19 - os.getpriority(os.PRIO_PROCESS, 0))
+        finally:
+            replies.close()
+    assert from_dict({}).reply_niceness == 0
+    with pytest.raises(ConfigError, match="reply_niceness"):
+        from_dict({"reply_niceness": 25})
 
 
 def test_the_child_ends_with_its_engine():
