@@ -147,9 +147,11 @@ def test_a_hung_child_is_killed_and_its_work_failed():
 
 def test_a_busy_child_is_not_taken_for_hung():
     """Pings are answered while work runs: a long reply outlasting `hang_s` is not killed."""
-    with child_with([{"default": LONG}], chunk_delay_s=0.02, hang_s=1.0) as (llm, replies, reports):
-        replies.generate("dev1", C.StartGeneration("g1", ASK, 400))
+    with child_with([{"default": LONG}], chunk_delay_s=0.02, hang_s=0.5) as (llm, replies, reports):
+        started = time.monotonic()
+        replies.generate("dev1", C.StartGeneration("g1", ASK, 100))
         assert reports.wait(lambda: reports.of("finished"), timeout=20.0)
+        assert time.monotonic() - started > 3 * replies.hang_s  # it did outlast hang_s
         assert replies.restarts == 0 and not reports.of("failed")
 
 
