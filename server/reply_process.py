@@ -214,7 +214,6 @@ class ReplyProcess:
             self.restarts += 1
             return
 
-
     def _watch(self) -> None:
         """Ping the child every `hang_s / 4` (at most every second); kill it if it is hung (module doc).
         The kill closes its pipe: the reader then fails its work and starts another (`_restart`)."""
