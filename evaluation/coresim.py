@@ -55,7 +55,7 @@ class Sim:
     # How the device says it ran dry: at every step (False), or once until it plays again, as the
     # real device does (it sends no heartbeats once idle).
     idle_once: bool = False
-    _idle_said: bool = False
+    _idle_said: bool = field(default=False, init=False, repr=False)
     # A partial's classify request (issue 12) is answered only by this (callable(ClassifyRequest) ->
     # Classification or None: no answer); the scripted `classify` is for finals.
     classify_partial: object = None
