@@ -61,7 +61,6 @@ class ReplyProcess:
         self.streams: dict[Key, bool] = {}  # generations asked for and not yet ended
         self._segments: dict[tuple[str, int], float] = {}  # syntheses asked for and not yet answered: when
         self._ping_at: float | None = None  # a ping not yet answered: when it went
-        self._pings = 0
         self._send_lock = threading.Lock()
         self._stopping = False
         self.tts_name = "?"
@@ -229,9 +228,8 @@ class ReplyProcess:
                 why = f"a synthesis outstanding for {now - oldest:.0f} s"
             else:
                 if ping_at is None:
-                    self._pings += 1
                     self._ping_at = now
-                    if not self._send(("ping", self._pings)):
+                    if not self._send(("ping",)):
                         self._ping_at = None  # being replaced: ping the next one
                 continue
             if self._stopping:
@@ -276,8 +274,8 @@ class _PipeSink:
     def timing(self, kind: str, seconds: float) -> None:
         self._report("timing", kind, seconds)
 
-    def pong(self, n: int) -> None:
-        self._report("pong", n)
+    def pong(self) -> None:
+        self._report("pong")
 
 
 def serve(conn: Connection) -> None:
@@ -309,7 +307,7 @@ def serve(conn: Connection) -> None:
         elif op == "synthesise":
             threads.synthesise(*args)
         elif op == "ping":
-            sink.pong(*args)
+            sink.pong()
         elif op == "stop":
             break
     threads.close()

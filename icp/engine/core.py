@@ -19,7 +19,6 @@ from icp.conversation import AssistantItem, Conversation
 from icp.dispositions import Hint
 from icp.engine.settings import EngineSettings, Generation, PartialRequest, PendingSegment, Speculation, Undo
 from icp.engine.table import TABLE, Deadline, Previous, State, Trigger, trigger_name
-from icp.messages.common import Cursor
 from icp.strategies import Icp, Strategy
 
 
@@ -48,7 +47,6 @@ class SessionCore:
     classify_speaking: bool = False
     deadlines: dict[Deadline, float] = field(default_factory=dict)
     before_offline: State = State.IDLE
-    dry_cursor: Cursor | None = None  # the cursor of the device's last report if it had nothing queued
     awaiting_yes: bool = False
     undo: Undo | None = None  # a CANCEL/MODIFY that "go back" can still undo (`apply`)
     # Acting on partials (`icp/engine/partials.py`): the latest partial sent to the classifier, the

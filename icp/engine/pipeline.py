@@ -15,7 +15,6 @@ from icp.dispositions import Disposition
 from icp.engine.core import SessionCore
 from icp.engine.settings import AutoResume, Generation, PendingSegment
 from icp.engine.table import Deadline, State, Step
-from icp.messages.common import Cursor
 from icp.messages.playback import Action, PlaybackEvent, Segment
 from icp.segmenter import next_cut
 from icp.words import split_words
@@ -239,32 +238,28 @@ class Pipeline(SessionCore):
         if ev.cursor is not None:
             self.conv.apply_cursor(ev.cursor.segment, ev.cursor.sample, self.settings.heard_threshold)
         if ev.queued_ms == 0 and ev.event in (PlaybackEvent.IDLE, PlaybackEvent.HEARTBEAT, PlaybackEvent.FLUSHED):
-            self.dry_cursor = ev.cursor
-            self._recover_lost_audio(ev.cursor)
+            # Only a current report counts: one whose cursor is behind what is already known is stale.
+            started = [s for s in self.conv.segments if s.heard_samples > 0]
+            if not started or (ev.cursor is not None and ev.cursor.segment >= started[-1].id):
+                self._recover_lost_audio()
         elif ev.queued_ms:
-            self.dry_cursor = None
             self.deadlines.pop(Deadline.LOST_AUDIO, None)
 
-    def _recover_lost_audio(self, cursor: Cursor | None) -> None:
-        """The device has nothing queued, yet audio sent long enough ago was never played: it was lost
-        (a dropped connection, a gap, a segment whose last chunks never came). Flush whatever may
-        still be in flight, and re-synthesise the reply from its first word not fully heard.
+    def _recover_lost_audio(self) -> None:
+        """The device ran dry, yet audio sent long enough ago was never played: it was lost (a dropped
+        connection, a gap, a segment whose last chunks never came). Flush whatever may still be in
+        flight, and re-synthesise the reply from its first word not fully heard.
 
-        Only a current report counts: one whose cursor is behind what is already known is stale.
         Unplayed audio sent too recently to call lost may still be on its way; a device that ran dry
         reports nothing more (no heartbeats once idle), so `Deadline.LOST_AUDIO` looks again when
         that audio is old enough, unless a report in between says the device has audio queued.
         """
-        started = [s for s in self.conv.segments if s.heard_samples > 0]
-        if started and (cursor is None or cursor.segment < started[-1].id):
-            return
         unplayed = [s for s in self.conv.segments if not s.dropped and s.heard_samples < s.samples]
         if not unplayed:
             return
         if self.now - unplayed[0].sent_at < self.settings.lost_audio_s:
             self.deadlines[Deadline.LOST_AUDIO] = unplayed[0].sent_at + self.settings.lost_audio_s
             return
-        self.dry_cursor = None
         self.deadlines.pop(Deadline.LOST_AUDIO, None)
         self._ignore("PlaybackReported", f"segments {[s.id for s in unplayed]} never played: "
                      "re-sending from the heard cursor")

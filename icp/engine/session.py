@@ -104,7 +104,7 @@ class Session(Partials):
             elif name is Deadline.CLASSIFY:
                 self._classify_fallback("timeout")
             elif name is Deadline.LOST_AUDIO:
-                self._recover_lost_audio(self.dry_cursor)
+                self._recover_lost_audio()
             elif name is Deadline.UNDO:
                 self._ignore("Tick", "undo window closed: the cancelled reply can no longer be resumed")
                 self._close_undo()
