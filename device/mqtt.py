@@ -32,6 +32,7 @@ from icp.ratelimit import LogBudget
 from icp.messages import AudioFrame, Body, Direction, Envelope, SequenceTracker, Topics, decode, encode, topic_level
 from icp.messages.topics import STATUS_OFFLINE, STATUS_ONLINE
 from device.config import MqttSettings
+from servicekit.net import tcp_no_delay
 from device.dashboard import PAYLOADS as DASHBOARD_PAYLOADS, DashboardCommand, parse as parse_dashboard
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class DeviceLink:
         c.on_disconnect = self._disconnected
         c.on_message = self._message
         c.on_publish = self._published
+        c.on_socket_open = tcp_no_delay  # reports and interrupts are not held back by Nagle (servicekit.net)
         self._client = c
 
     # ---- lifecycle ----

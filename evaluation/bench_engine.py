@@ -52,7 +52,7 @@ from icp.messages import (
     topic_level,
 )
 from icp.messages.base import Body
-from server.app import tcp_no_delay
+from servicekit.net import tcp_no_delay
 
 HEARTBEAT_S = 0.25
 PROTOCOL_TIMEOUT_S = 2.0
@@ -119,7 +119,7 @@ class Load:
             client.max_queued_messages_set(0)
             client.on_message = self._on_message
             client.on_subscribe = self._on_subscribe
-            client.on_socket_open = tcp_no_delay  # as the engine does (server.app): no 40 ms Nagle stalls
+            client.on_socket_open = tcp_no_delay  # as the engine does: no 40 ms Nagle stalls
             client.connect("127.0.0.1", broker_port)
             client.socket().setblocking(False)
             self.selector.register(client.socket(), selectors.EVENT_READ, client)

@@ -22,6 +22,7 @@ from icp.messages import (
     PlaybackReport, Segment, Topics, Utterance, Wake, WakeSource, decode, encode, topic_level,
 )
 from icp.messages.base import Body
+from servicekit.net import tcp_no_delay
 
 
 @dataclass
@@ -57,6 +58,7 @@ class ProtocolDevice:
         if username:
             self.client.username_pw_set(username, password)
         self.client.on_message = self._on_message
+        self.client.on_socket_open = tcp_no_delay  # as segue's own clients (servicekit.net)
         self.connected = threading.Event()
         self.client.on_connect = lambda c, u, f, r, p: (c.subscribe(self.topics.device_subscription(device_id), 1),
                                                          self.connected.set())

@@ -127,9 +127,6 @@ class ServerApp:
         else:
             self.mqtt = EngineMqtt(self.settings.mqtt, self.inbound, self.engine.post, self.engine.clock,
                                    on_rejected=self._rejected)
-        # Small messages both ways (a PUBACK, then a command): without TCP_NODELAY, Nagle holds the command
-        # until the broker's delayed ACK, ~40 ms on Linux (paho leaves Nagle on).
-        self.mqtt.client.on_socket_open = tcp_no_delay
         if self.metrics is not None:
             port = self.metrics.serve(self.settings.metrics_port)
             log.info("metrics on :%d/metrics", port)
@@ -154,9 +151,3 @@ class ServerApp:
             self.metrics.close()
         self.store.close()
 
-
-def tcp_no_delay(client: Any, userdata: Any, sock: Any) -> None:
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):  # not TCP (a websocket wrapper): nothing to do
-        pass

@@ -22,6 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from icp import events as E
 from icp.messages import Topics
 from server.config import MqttSettings
+from servicekit.net import tcp_no_delay
 from server.wire import Accepted, Inbound, Rejected
 
 log = logging.getLogger("segue.mqtt")
@@ -52,6 +53,7 @@ class EngineMqtt:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_socket_open = tcp_no_delay  # commands are not held back by Nagle (servicekit.net)
 
     def start(self, timeout: float = 10.0) -> "EngineMqtt":
         props = Properties(PacketTypes.CONNECT)

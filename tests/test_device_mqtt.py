@@ -126,6 +126,15 @@ def test_plays_reports_and_interrupts_with_exact_cursor(rig):
     assert after_pause[0] == "paused" and "speaking" in after_pause and after_pause[-1] == "idle"
 
 
+def test_the_device_socket_has_nagle_off(rig):
+    """Interrupts and playback reports must not wait for the broker's delayed ACK (servicekit.net)."""
+    import socket
+
+    app, _, _ = rig
+    sock = app.link._client.socket()
+    assert sock is not None and sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
 def test_bad_down_messages_are_rejected_without_crashing(rig):
     app, card, engine = rig
     engine.raw("control", b"{not json")

@@ -89,6 +89,16 @@ def go_back_scenario(device: ProtocolDevice, llm: ScriptedLLMServer, heard_ms: f
     return parent, heard
 
 
+def test_the_engine_and_the_test_broker_switch_nagle_off(broker, server, device):
+    """A command must not wait in a socket for the peer's delayed ACK (~40 ms on Linux): the engine's
+    socket has TCP_NODELAY and the broker is told to set it towards its clients (servicekit.net)."""
+    import socket
+
+    sock = server.mqtt.client.socket()
+    assert sock is not None and sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    assert "set_tcp_nodelay true" in broker.config_path.read_text()
+
+
 def test_go_back_resumes_at_the_first_word_not_fully_heard(device, llm):
     parent, heard = go_back_scenario(device, llm, heard_ms=3300)
     assert 3 <= len(heard) < 40
