@@ -336,6 +336,14 @@ def evaluate(trace: Trace, buffer_ms: float = 20.0, jitter_ms: float = 0.0) -> S
     return ScenarioResult(report, not failures, tuple(interruptions), tuple(failures))
 
 
+def unmeasured_context(result: ScenarioResult) -> ScenarioResult:
+    """`result` with phantom and lost words null (not measured: the LLM requests were not seen, as
+    with `--engine external`), and no failure counted from them."""
+    report = {**result.report, "phantom_words": None, "lost_words": None}
+    failures = tuple(f for f in result.failures if not f.endswith((" phantom words", " lost words")))
+    return ScenarioResult(report, not failures, result.interruptions, failures)
+
+
 def summary(results: list[ScenarioResult]) -> dict[str, Any]:
     reports = [r.report for r in results]
     backs = [g for rep in reports for g in rep["go_back"]]

@@ -46,7 +46,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "device.log (every mode)")
     p.add_argument("--engine", choices=("local", "external"), default="local",
                    help="external: run only the device, the user and the listener against whatever engine serves "
-                        "--broker (live mode, real time)")
+                        "--broker (one worker or many), in real time (--speed 1), in any mode")
     p.add_argument("--topic-root", metavar="ROOT",
                    help="MQTT topic root (default: a fresh one per run; `segue` with --engine external)")
     p.add_argument("--device-id", metavar="ID", default="", help="the device's id (default: a fresh one per run)")
@@ -54,7 +54,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="live mode: skip the ASR transcript of ear.wav (the signal-based verdict stays)")
     p.add_argument("--json", metavar="OUT", help="write the report as JSON (a list of reports with --strategy all)")
     p.add_argument("--plot", metavar="DIR", help="write a timeline PNG per scenario (and strategy) into DIR")
-    p.add_argument("--speed", type=float, help="simulated seconds per wall second (default: 8 text, 2 audio)")
+    p.add_argument("--speed", type=float,
+                   help="simulated seconds per wall second (default: 8 text, 2 audio; 1 with --engine external)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs in parallel (default: CPU count)")
     p.set_defaults(func=main)
     return p
@@ -66,10 +67,12 @@ def _job(scenario: Scenario, options: Any, plot_dir: str | None) -> Any:
 
     logging.basicConfig(level=logging.ERROR)
     from evaluation.harness import run_scenario
-    from evaluation.metrics import evaluate
+    from evaluation.metrics import evaluate, unmeasured_context
 
     trace = run_scenario(scenario, options)
     result = evaluate(trace, scenario.audio.buffer_ms, scenario.audio.jitter_ms)
+    if options.engine == "external":  # the engine's LLM requests were not seen here
+        result = unmeasured_context(result)
     if plot_dir:
         from evaluation.plot import plot_trace
 
@@ -79,13 +82,17 @@ def _job(scenario: Scenario, options: Any, plot_dir: str | None) -> Any:
 
 def run_all(scenarios: list[Scenario], strategies: list[str], mode: str, broker_url: str,
             llm_base_url: str | None = None, llm_model: str = "scripted", speed: float | None = None,
-            jobs: int = 1, plot_dir: str | None = None, record_dir: str | None = None) -> dict[str, list[Any]]:
+            jobs: int = 1, plot_dir: str | None = None, record_dir: str | None = None, engine: str = "local",
+            topic_root: str | None = None, device_id: str = "") -> dict[str, list[Any]]:
     """Every scenario under every strategy; results in scenario order per strategy."""
     from evaluation.harness import RunOptions
 
-    speed = speed or DEFAULT_SPEED[mode]
+    speed = speed or (1.0 if engine == "external" else DEFAULT_SPEED[mode])
+    if device_id:
+        jobs = 1  # one device id cannot be two devices at once
     tasks = [(s, RunOptions(broker_url=broker_url, mode=mode, strategy=strategy, llm_base_url=llm_base_url,
-                            llm_model=llm_model, speed=speed, record_dir=record_dir), plot_dir)
+                            llm_model=llm_model, speed=speed, record_dir=record_dir, engine=engine,
+                            topic_root=topic_root, device_id=device_id), plot_dir)
              for strategy in strategies for s in scenarios]
     if jobs <= 1 or len(tasks) == 1:
         results = [_job(*t) for t in tasks]
@@ -111,8 +118,13 @@ def main(args: argparse.Namespace) -> int:
         print("segue-eval: no scenario files found", file=sys.stderr)
         return 2
     strategies = list(STRATEGY_CHOICES[:-1]) if args.strategy == "all" else [args.strategy]
-    if args.engine == "external" and args.mode != "live":
-        print("segue-eval: --engine external runs in live mode (real time): add --mode live", file=sys.stderr)
+    if args.engine == "external" and args.speed not in (None, 1.0):
+        print("segue-eval: --engine external runs in real time (the engine keeps the wall clock): drop --speed "
+              "or give --speed 1", file=sys.stderr)
+        return 2
+    if args.engine == "external" and len(strategies) > 1:
+        print("segue-eval: --engine external judges the engine that serves --broker: --strategy all compares "
+              "local engines only", file=sys.stderr)
         return 2
     if args.engine == "external" and args.broker is None:
         print("segue-eval: --engine external needs --broker (the broker the engine serves)", file=sys.stderr)
@@ -138,7 +150,8 @@ def main(args: argparse.Namespace) -> int:
                     for strategy in strategies}
         else:
             runs = run_all(scenarios, strategies, args.mode, broker_url, args.llm_base_url, args.llm_model,
-                           args.speed, max(1, args.jobs), args.plot, args.record)
+                           args.speed, max(1, args.jobs), args.plot, args.record, args.engine, args.topic_root,
+                           args.device_id)
     for strategy, results in runs.items():
         print(f"\n== strategy {strategy} ({args.mode} mode) ==")
         print(report.scenario_table(results))

@@ -229,7 +229,9 @@ class Engine:
         if isinstance(event, E.DeviceConnected):
             dev.sample_rate = event.sample_rate
         self._run_commands(device_id, dev, dev.session.handle(event))
-        if dev.takeover is not None:  # the event brought the device's cursor; now stop there and resume
+        if dev.takeover is not None and not takeover.user_deciding(dev.session):
+            # The event brought the device's cursor; now stop there and resume. While the user is
+            # interrupting, wait: their turn's disposition decides what becomes of the dead reply.
             snapshot, dev.takeover = dev.takeover, None
             self._run_commands(device_id, dev, takeover.hold_and_resume(dev.session, snapshot, self.clock()))
         if self.write_behind:

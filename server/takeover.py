@@ -84,13 +84,26 @@ def pending(snapshot: dict[str, Any]) -> bool:
     return bool(snapshot.get("live", {}).get("voice_item"))
 
 
+def user_deciding(session: Session) -> bool:
+    """Is the user interrupting the reply (the device paused, their turn not yet decided)? A takeover
+    then waits for the disposition: an ABSORB lets the dead reply go on (hold and resume it then), a
+    BRANCH, MODIFY or CANCEL stops it (then it is only cut back to its heard words)."""
+    return session.state in (State.INTERRUPTED, State.CLASSIFYING)
+
+
 def hold_and_resume(session: Session, snapshot: dict[str, Any], now: float) -> list[C.Command]:
     """Steps 2-4 of the module docstring; the commands to carry out (flush, state, resumed reply)."""
     item_id = session.voice_item
-    if item_id is None or session.state not in (State.THINKING, State.SPEAKING):
+    dead = snapshot["live"].get("voice_item")
+    generating = dead in set(snapshot["live"].get("generating", ()))
+    if generating and dead is not None and item_id != dead:
+        # The user's turn stopped the reply the old worker was voicing (a BRANCH holds it, a CANCEL or
+        # MODIFY may be undone): keep only its heard words, so that resuming it asks the model to go
+        # on from there and no generated-but-unheard word survives (no phantom words).
+        _cut_to_heard(session, session.conv.item(dead))
+    if item_id is None or item_id != dead or session.state not in (State.THINKING, State.SPEAKING):
         return []
     item = session.conv.item(item_id)
-    generating = item_id in set(snapshot["live"].get("generating", ()))
     session._out = []
     session._stop_voice(hold=True, reason="TAKEOVER")
     if generating:

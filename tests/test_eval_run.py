@@ -92,6 +92,22 @@ def test_cli_rejects_a_bad_scenario(tmp_path, capsys) -> None:
     assert "turns[0].expect" in capsys.readouterr().err
 
 
+def test_cli_external_engine_runs_in_every_mode_but_only_in_real_time(capsys) -> None:
+    """`--engine external` is an option of every mode (SCENARIOS.md); the engine keeps the wall clock,
+    so a faster speed is refused with what to do, and so is comparing strategies it does not run."""
+    from evaluation.cli import main
+
+    scenario = str(ROOT / "scenarios" / "01_go_back.yaml")
+    assert main(["run", scenario, "--mode", "text", "--engine", "external", "--speed", "8",
+                 "--broker", "mqtt://127.0.0.1:1"]) == 2
+    assert "--speed 1" in capsys.readouterr().err
+    assert main(["run", scenario, "--mode", "text", "--engine", "external", "--strategy", "all",
+                 "--broker", "mqtt://127.0.0.1:1"]) == 2
+    assert "local engines only" in capsys.readouterr().err
+    assert main(["run", scenario, "--mode", "text", "--engine", "external"]) == 2
+    assert "needs --broker" in capsys.readouterr().err
+
+
 AUDIO_SCENARIOS = ("01_go_back.yaml", "06_absorb_backchannels.yaml")
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Any
 
 from device import machine as dm
 from device.app import DeviceApp
@@ -25,6 +26,7 @@ from device.config import AudioSettings, DeviceConfig, DeviceIdentity, MachineCo
 from device.config import MqttSettings as DeviceMqtt
 from evaluation.clock import PacedClock
 from evaluation.harness.ear import EarIndex
+from evaluation.harness.external import WireEngine
 from evaluation.harness.net import FaultyLink
 from evaluation.harness.trace import LlmRequest, Trace
 from evaluation.harness.user import AudioVoice, TextVoice, VirtualUser
@@ -56,12 +58,18 @@ class RunOptions:
     device_id: str = ""  # empty: a fresh id per run (the MQTT client id derives from it, so runs never collide)
     record_dir: str | None = None  # --record: DIR/<scenario>/ ear.wav, mic.wav, requests.jsonl, mqtt.jsonl, logs
     on_event: Callable[[str], None] | None = None  # live narration (the demo)
+    # "external": no engine here; the device talks to whatever serves the broker, on `topic_root`
+    # ("segue" unless given), in real time (`evaluation.harness.external`)
+    engine: str = "local"
+    topic_root: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}")
+        if self.engine not in ("local", "external"):
+            raise ValueError("engine must be local or external")
 
 
 def server_settings(options: RunOptions, base_url: str, topic_root: str) -> ServerSettings:
@@ -111,22 +119,28 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> Trace:
         sample_rate=a.sample_rate, buffer_ms=a.buffer_ms, output_latency_ms=a.output_latency_ms,
         jitter_ms=a.jitter_ms, echo_gain=a.echo_gain if options.mode == "audio" else 0.0,
         echo_delay_ms=a.echo_delay_ms, seed=scenario.seed))
-    topic_root = f"segue-eval-{secrets.token_hex(4)}"
+    external = options.engine == "external"
+    topic_root = options.topic_root or ("segue" if external else f"segue-eval-{secrets.token_hex(4)}")
     base = load(None, env={})
     trace = Trace(scenario.name, options.strategy, options.mode, base.engine.heard_threshold, a.sample_rate,
                   a.output_latency_ms / 1000.0, EarIndex(card.ear), narrate=options.on_event)
     say = options.on_event or (lambda _text: None)
     with ExitStack() as stack:
         llm: ScriptedLLMServer | None = None
-        if options.llm_base_url is None:
-            llm = ScriptedLLMServer(scenario.llm_rules() or [{"default": "Okay."}]).start()
-            stack.callback(llm.stop)
-        base_url = options.llm_base_url or (llm.base_url if llm else "")
-        server = ServerApp(server_settings(options, base_url, topic_root), clock=card.time)
-        server.engine.observers.append(lambda _dev, cmd: trace.record(card.time(), cmd))
-        server.start()
-        stack.callback(server.stop)
-        say(f"server up (strategy {options.strategy}, LLM {base_url}, espeak TTS)")
+        server: ServerApp | None = None
+        wire = WireEngine(trace) if external else None
+        if wire is None:
+            if options.llm_base_url is None:
+                llm = ScriptedLLMServer(scenario.llm_rules() or [{"default": "Okay."}]).start()
+                stack.callback(llm.stop)
+            base_url = options.llm_base_url or (llm.base_url if llm else "")
+            server = ServerApp(server_settings(options, base_url, topic_root), clock=card.time)
+            server.engine.observers.append(lambda _dev, cmd: trace.record(card.time(), cmd))
+            server.start()
+            stack.callback(server.stop)
+            say(f"server up (strategy {options.strategy}, LLM {base_url}, espeak TTS)")
+        else:
+            say(f"engine external: whatever serves {options.broker_url} on topic root {topic_root}")
 
         cfg = device_config(scenario, options, topic_root)
         if options.record_dir:
@@ -137,17 +151,34 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> Trace:
             stack.callback(lambda: recording.save(card, llm, trace))
         device = DeviceApp(cfg, backend=card, connect=False)
         net = scenario.network
-        link = FaultyLink(cfg.mqtt, cfg.device.id, device._down_q.append, clock=card.time,
+
+        def deliver(down: Any) -> None:
+            if wire is not None:
+                wire.down(card.time(), down)
+            device._down_q.append(down)
+
+        link = FaultyLink(cfg.mqtt, cfg.device.id, deliver, clock=card.time,
                           delay_ms=net.delay_ms, drop_heartbeats=net.drop_heartbeats, seed=scenario.seed,
                           on_up=lambda: device._link_q.append(dm.LinkUp()),
                           on_lost=lambda: device._link_q.append(dm.LinkDown()))
         device.link = link
+        if wire is not None:
+            link.send = _tapped(link.send, lambda body: wire.up(card.time(), body))  # type: ignore[method-assign]
         device.start()
         stack.callback(device.stop)
 
         def engine_state() -> str:
+            if wire is not None:
+                return wire.state
+            assert server is not None
             dev = server.engine.devices.get(options.device_id)
             return dev.session.state.value if dev else "offline"
+
+        def session() -> Any:
+            if wire is not None:
+                return wire
+            assert server is not None
+            return server.engine.devices[options.device_id].session
 
         try:
             _wait(lambda: link.connected.is_set(), 10, "the device did not connect to the broker")
@@ -156,14 +187,15 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> Trace:
                 device.process()
                 time.sleep(0.01)
                 if time.monotonic() - wall0 > 15:
-                    raise TimeoutError("the engine did not see the device's hello within 15 s")
+                    raise TimeoutError("the engine did not see the device's hello within 15 s"
+                                       + (f" (no engine_state on topic root {topic_root!r}: is a segue-server "
+                                          f"serving {options.broker_url} there?)" if external else ""))
         except TimeoutError as exc:
             trace.errors.append(str(exc))
             return trace
         say(f"device {options.device_id} online on the virtual sound card; the conversation starts")
         voice = AudioVoice(device, card, a.sample_rate) if options.mode == "audio" else TextVoice(device)
-        user = VirtualUser(scenario, options, trace, device, engine_state, voice,
-                           lambda: server.engine.devices[options.device_id].session)
+        user = VirtualUser(scenario, options, trace, device, engine_state, voice, session)
         clock = PacedClock(options.speed)
         clock.restart(card.time())
         outage = net.disconnect_at_s
@@ -187,7 +219,8 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> Trace:
                     trace.ear.update()
                     user.step(card.time())
                     batch += 1
-                if voice.busy():  # the recogniser is working: simulated time waits for it
+                if voice.busy() and not external:  # the recogniser is working: simulated time waits for it
+                    # (an external engine keeps the wall clock's time: the device falls behind instead)
                     time.sleep(0.002)
                     clock.restart(card.time())
                     continue
@@ -198,6 +231,11 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> Trace:
             log.exception("scenario %s failed", scenario.name)
             trace.errors.append(f"harness: {type(exc).__name__}: {exc}")
         trace.end = card.time()
+        if wire is not None:
+            wire.finish()
+            trace.wall_s = time.monotonic() - wall0
+            return trace
+        assert server is not None
         dev = server.engine.devices.get(options.device_id)
         if dev is not None:  # the generated timeline, read once the run is over
             for entry in list(dev.session.conv.log):
@@ -211,6 +249,14 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> Trace:
             trace.llm_requests = [LlmRequest(t, list(g.messages)) for t, g in trace.generations]
     trace.wall_s = time.monotonic() - wall0
     return trace
+
+
+def _tapped(send: Callable[..., bool], tap: Callable[[Any], None]) -> Callable[..., bool]:
+    """`send`, telling `tap` each body first (what the device said, for `WireEngine`)."""
+    def tapped(body: Any, qos: int = 1, retain: bool = False) -> bool:
+        tap(body)
+        return send(body, qos, retain)
+    return tapped
 
 
 def _requests(trace: Trace, llm: ScriptedLLMServer) -> list[LlmRequest]:
