@@ -148,6 +148,47 @@ def test_a_backchannel_that_finds_the_owner_killed_lets_the_reply_go_on(broker, 
 
 
 @pytest.mark.slow
+def test_a_side_question_that_finds_the_owner_killed_keeps_the_parent_resumable(broker, tmp_path, redis_url):
+    """As above, but the interruption is a side question (BRANCH): the dead reply is held, cut back to
+    its heard words, and "go back" resumes it from the first word not fully heard, the model asked to
+    go on from exactly the heard prefix."""
+    from evaluation.workers import EngineWorkers
+
+    with ScriptedLLMServer(RULES, chunk_delay_s=0.04) as llm, \
+            EngineWorkers(tmp_path / "workers", 2, broker.url, redis_url, llm.base_url,
+                          config=FAILOVER_CONFIG) as workers:
+        device = ProtocolDevice(broker.url)
+        try:
+            device.hello()
+            device.say("explain how transformers work")
+            device.wait_for(lambda: device.segments and len(device.segments[0].pcm) > 0)
+            play_realtime(device, 1.5)
+            parent = device.segments[0].seg.item
+            assert not llm.requests[0].completed
+            owner = workers.owner_pid("dev1")
+            assert owner is not None
+            workers.kill(owner)
+            device.say("wait what's attention", interrupt=True)
+            heard_parent = device.heard_words(parent)
+            device.wait_for(lambda: len(llm.requests) >= 2, timeout=15)
+            assert assistant_words(llm.requests[1].messages) == heard_parent  # the side question's context
+            device.wait_for(lambda: any(s.seg.item != parent for s in device.segments))
+            device.play_all()
+            n_before = len(device.segments)
+            device.say("okay go back")
+            device.wait_for(lambda: len(device.segments) > n_before, timeout=15)
+            assert device.segments[n_before].seg.bridge_words > 0  # the bridge phrase, then...
+            device.play_all()  # ... once what was kept of the parent is heard, the model goes on
+            device.wait_for(lambda: len(llm.requests) >= 3, timeout=15)
+            # the held parent was cut back to its heard words: the model goes on from exactly there
+            assert assistant_words(llm.requests[2].messages)[:len(heard_parent)] == heard_parent
+            logs = workers.log(0) + workers.log(1)
+            assert "BRANCH" in logs and "Traceback" not in logs
+        finally:
+            device.stop()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("device_speaks", [True, False], ids=["device-reporting", "device-silent"])
 def test_a_worker_killed_mid_reply_loses_no_heard_word_and_invents_none(broker, tmp_path, redis_url, device_speaks):
     """Two worker processes; kill -9 the one serving the device while the reply is still being generated;
