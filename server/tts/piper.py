@@ -35,7 +35,12 @@ class PiperTTS:
         sample_rate: int = DEFAULT_SAMPLE_RATE,
         length_scale: float | None = None,
         exact_durations: bool = True,
+        noise_scale: float | None = None,
+        noise_w_scale: float | None = None,
     ) -> None:
+        """`noise_scale`/`noise_w_scale` (None: the voice's own): VITS samples the voice's variation and
+        the phoneme durations from noise, so each call sounds a little different; 0 makes a text's
+        audio the same every time (tests that compare renditions need that)."""
         try:
             import onnxruntime
             from piper.config import SynthesisConfig
@@ -65,7 +70,8 @@ class PiperTTS:
                 self.exact = len(self._voice.session.get_outputs()) > 1
             except Exception as exc:  # a voice of another architecture: fall back to estimates
                 log.warning("piper: phoneme durations unavailable (%s); word timings estimated", exc)
-        self._syn_config = SynthesisConfig(length_scale=length_scale)
+        self._syn_config = SynthesisConfig(length_scale=length_scale, noise_scale=noise_scale,
+                                           noise_w_scale=noise_w_scale)
         self.native_rate = self._voice.config.sample_rate
         self.sample_rate = sample_rate
         self._lock = threading.Lock()  # one onnx run at a time keeps latency predictable on a Pi
