@@ -37,6 +37,11 @@ class WireEngine:
     deadlines: dict[str, float] = {}  # not visible from outside: the settle wait is the quiet time alone
 
     def __init__(self, trace: Trace) -> None:
+        # live mode's rules for what the engine chose; imported here, before the device connects
+        # (1.3 s of imports), not on paho's thread at the first message, and only by external runs
+        from evaluation.live.verdict import _dispositions
+
+        self._dispositions = _dispositions
         self.trace = trace
         self.state = "offline"
         self.events: list[WireEvent] = []
@@ -67,17 +72,17 @@ class WireEngine:
         self.decide()
 
     # -- the engine's decisions, as the wire shows them ---------------------------------------------
-    def decide(self) -> None:
-        """Re-derive every turn's disposition from the wire so far (live mode's rules)."""
-        from evaluation.live.verdict import _dispositions
-
+    def decide(self, final: bool = False) -> None:
+        """Re-derive every turn's disposition from the wire so far (live mode's rules). Its notes go
+        to the trace only at the end (`final`): every message re-derives them."""
         with self._lock:
             events = list(self.events)
-        self.trace.dispositions = _dispositions(SimpleNamespace(trace=self.trace, wire_events=events, ear_t0=0.0))
+        trace = self.trace if final else SimpleNamespace(turns=self.trace.turns, notes=[])
+        self.trace.dispositions = self._dispositions(SimpleNamespace(trace=trace, wire_events=events, ear_t0=0.0))
 
     def finish(self) -> None:
         """After the run: dispositions and the items' text (what the segments said)."""
-        self.decide()
+        self.decide(final=True)
         items: dict[str, tuple[str, str]] = {}
         for sid in sorted(self.trace.segments):
             seg = self.trace.segments[sid]
