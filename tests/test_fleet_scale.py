@@ -108,6 +108,20 @@ def commands_seen(device: ProtocolDevice) -> int:
         return len(device.controls) + len(device.segments) + len(device.states)
 
 
+def kill_owner_mid_reply(device: ProtocolDevice, llm: ScriptedLLMServer, workers) -> str:
+    """Ask for the explanation, hear 1.5 s of it, kill -9 the worker serving the device while the reply
+    is still being generated; returns the reply's item."""
+    device.hello()
+    device.say("explain how transformers work")
+    device.wait_for(lambda: device.segments and len(device.segments[0].pcm) > 0)
+    play_realtime(device, 1.5)
+    assert not llm.requests[0].completed  # mid-reply: still generating
+    owner = workers.owner_pid("dev1")
+    assert owner is not None
+    workers.kill(owner)
+    return device.segments[0].seg.item
+
+
 @pytest.mark.slow
 def test_a_backchannel_that_finds_the_owner_killed_lets_the_reply_go_on(broker, tmp_path, redis_url):
     """The survivor's first news of the device is the user's interruption ("uh huh") of a reply the
@@ -121,15 +135,7 @@ def test_a_backchannel_that_finds_the_owner_killed_lets_the_reply_go_on(broker, 
                           config=FAILOVER_CONFIG) as workers:
         device = ProtocolDevice(broker.url)
         try:
-            device.hello()
-            device.say("explain how transformers work")
-            device.wait_for(lambda: device.segments and len(device.segments[0].pcm) > 0)
-            play_realtime(device, 1.5)
-            parent = device.segments[0].seg.item
-            assert not llm.requests[0].completed  # mid-reply: still generating
-            owner = workers.owner_pid("dev1")
-            assert owner is not None
-            workers.kill(owner)
+            parent = kill_owner_mid_reply(device, llm, workers)
             device.say("uh huh", interrupt=True)
             heard_parent = device.heard_words(parent)  # paused: nothing more of it plays
             device.wait_for(lambda: any(s.seg.item != parent for s in device.segments), timeout=15)
@@ -159,15 +165,7 @@ def test_a_side_question_that_finds_the_owner_killed_keeps_the_parent_resumable(
                           config=FAILOVER_CONFIG) as workers:
         device = ProtocolDevice(broker.url)
         try:
-            device.hello()
-            device.say("explain how transformers work")
-            device.wait_for(lambda: device.segments and len(device.segments[0].pcm) > 0)
-            play_realtime(device, 1.5)
-            parent = device.segments[0].seg.item
-            assert not llm.requests[0].completed
-            owner = workers.owner_pid("dev1")
-            assert owner is not None
-            workers.kill(owner)
+            parent = kill_owner_mid_reply(device, llm, workers)
             device.say("wait what's attention", interrupt=True)
             heard_parent = device.heard_words(parent)
             device.wait_for(lambda: len(llm.requests) >= 2, timeout=15)
