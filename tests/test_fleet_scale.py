@@ -108,6 +108,21 @@ def commands_seen(device: ProtocolDevice) -> int:
         return len(device.controls) + len(device.segments) + len(device.states)
 
 
+@pytest.fixture
+def two_workers(broker, tmp_path, redis_url):
+    """Two worker processes on Redis (auto-resume far off), the scripted LLM, and a protocol device."""
+    from evaluation.workers import EngineWorkers
+
+    with ScriptedLLMServer(RULES, chunk_delay_s=0.04) as llm, \
+            EngineWorkers(tmp_path / "workers", 2, broker.url, redis_url, llm.base_url,
+                          config=FAILOVER_CONFIG) as workers:
+        device = ProtocolDevice(broker.url)
+        try:
+            yield device, llm, workers
+        finally:
+            device.stop()
+
+
 def kill_owner_mid_reply(device: ProtocolDevice, llm: ScriptedLLMServer, workers) -> str:
     """Ask for the explanation, hear 1.5 s of it, kill -9 the worker serving the device while the reply
     is still being generated; returns the reply's item."""
@@ -123,67 +138,51 @@ def kill_owner_mid_reply(device: ProtocolDevice, llm: ScriptedLLMServer, workers
 
 
 @pytest.mark.slow
-def test_a_backchannel_that_finds_the_owner_killed_lets_the_reply_go_on(broker, tmp_path, redis_url):
+def test_a_backchannel_that_finds_the_owner_killed_lets_the_reply_go_on(two_workers):
     """The survivor's first news of the device is the user's interruption ("uh huh") of a reply the
     dead worker was still generating. The takeover waits for the turn's disposition; the ABSORB then
     lets the reply go on from its heard prefix. (It used to stall in `speaking` for ever: the takeover
     ran only in `thinking`/`speaking`, so the dead generation was neither cut back nor asked again.)"""
-    from evaluation.workers import EngineWorkers
-
-    with ScriptedLLMServer(RULES, chunk_delay_s=0.04) as llm, \
-            EngineWorkers(tmp_path / "workers", 2, broker.url, redis_url, llm.base_url,
-                          config=FAILOVER_CONFIG) as workers:
-        device = ProtocolDevice(broker.url)
-        try:
-            parent = kill_owner_mid_reply(device, llm, workers)
-            device.say("uh huh", interrupt=True)
-            heard_parent = device.heard_words(parent)  # paused: nothing more of it plays
-            device.wait_for(lambda: any(s.seg.item != parent for s in device.segments), timeout=15)
-            assert len(llm.requests) >= 2
-            assert assistant_words(llm.requests[1].messages) == heard_parent, (heard_parent,
-                                                                               llm.requests[1].messages)
-            resumed = next(s.seg for s in device.segments if s.seg.item != parent)
-            device.play_all()
-            # the whole continuation reached the device: the reply ended instead of stalling
-            sent = " ".join(s.seg.text for s in device.segments if s.seg.item == resumed.item).split()
-            assert sent[resumed.bridge_words:][-3:] == llm.requests[1].reply.split()[-3:]
-            logs = workers.log(0) + workers.log(1)
-            assert "ABSORB" in logs and "Traceback" not in logs
-        finally:
-            device.stop()
+    device, llm, workers = two_workers
+    parent = kill_owner_mid_reply(device, llm, workers)
+    device.say("uh huh", interrupt=True)
+    heard_parent = device.heard_words(parent)  # paused: nothing more of it plays
+    device.wait_for(lambda: any(s.seg.item != parent for s in device.segments), timeout=15)
+    assert len(llm.requests) >= 2
+    assert assistant_words(llm.requests[1].messages) == heard_parent, (heard_parent,
+                                                                       llm.requests[1].messages)
+    resumed = next(s.seg for s in device.segments if s.seg.item != parent)
+    device.play_all()
+    # the whole continuation reached the device: the reply ended instead of stalling
+    sent = " ".join(s.seg.text for s in device.segments if s.seg.item == resumed.item).split()
+    assert sent[resumed.bridge_words:][-3:] == llm.requests[1].reply.split()[-3:]
+    logs = workers.log(0) + workers.log(1)
+    assert "ABSORB" in logs and "Traceback" not in logs
 
 
 @pytest.mark.slow
-def test_a_side_question_that_finds_the_owner_killed_keeps_the_parent_resumable(broker, tmp_path, redis_url):
+def test_a_side_question_that_finds_the_owner_killed_keeps_the_parent_resumable(two_workers):
     """As above, but the interruption is a side question (BRANCH): the dead reply is held, cut back to
     its heard words, and "go back" resumes it from the first word not fully heard, the model asked to
     go on from exactly the heard prefix."""
-    from evaluation.workers import EngineWorkers
-
-    with ScriptedLLMServer(RULES, chunk_delay_s=0.04) as llm, \
-            EngineWorkers(tmp_path / "workers", 2, broker.url, redis_url, llm.base_url,
-                          config=FAILOVER_CONFIG) as workers:
-        device = ProtocolDevice(broker.url)
-        try:
-            parent = kill_owner_mid_reply(device, llm, workers)
-            device.say("wait what's attention", interrupt=True)
-            heard_parent = device.heard_words(parent)
-            device.wait_for(lambda: len(llm.requests) >= 2, timeout=15)
-            assert assistant_words(llm.requests[1].messages) == heard_parent  # the side question's context
-            device.wait_for(lambda: any(s.seg.item != parent for s in device.segments))
-            device.play_all()
-            n_before = len(device.segments)
-            device.say("okay go back")
-            device.wait_for(lambda: len(device.segments) > n_before, timeout=15)
-            assert device.segments[n_before].seg.bridge_words > 0  # the bridge phrase, then...
-            device.play_all()  # ... once what was kept of the parent is heard, the model goes on
-            device.wait_for(lambda: len(llm.requests) >= 3, timeout=15)
-            # the held parent was cut back to its heard words: the model goes on from exactly there
-            assert assistant_words(llm.requests[2].messages)[:len(heard_parent)] == heard_parent
-            logs = workers.log(0) + workers.log(1)
-            assert "BRANCH" in logs and "Traceback" not in logs
-        finally:
-            device.stop()
+    device, llm, workers = two_workers
+    parent = kill_owner_mid_reply(device, llm, workers)
+    device.say("wait what's attention", interrupt=True)
+    heard_parent = device.heard_words(parent)
+    device.wait_for(lambda: len(llm.requests) >= 2, timeout=15)
+    assert assistant_words(llm.requests[1].messages) == heard_parent  # the side question's context
+    device.wait_for(lambda: any(s.seg.item != parent for s in device.segments))
+    device.play_all()
+    n_before = len(device.segments)
+    device.say("okay go back")
+    device.wait_for(lambda: len(device.segments) > n_before, timeout=15)
+    assert device.segments[n_before].seg.bridge_words > 0  # the bridge phrase, then...
+    device.play_all()  # ... once what was kept of the parent is heard, the model goes on
+    device.wait_for(lambda: len(llm.requests) >= 3, timeout=15)
+    # the held parent was cut back to its heard words: the model goes on from exactly there
+    assert assistant_words(llm.requests[2].messages)[:len(heard_parent)] == heard_parent
+    logs = workers.log(0) + workers.log(1)
+    assert "BRANCH" in logs and "Traceback" not in logs
 
 
 @pytest.mark.slow
