@@ -32,8 +32,8 @@ Settings (TOML, every key optional; flags below override the file; device/exampl
   [audio]    backend: portaudio (the sound card) | virtual (simulated card, for demos and tests);
              sample_rate (16000; any 8000..48000, the mic path resamples to 16 kHz), buffer_ms (20),
              input_device / output_device (PortAudio indices); duplex: separate (default: input and
-             output streams of their own, no capture lag) | full; stall_s (2: no audio callback this
-             long = card lost), retry_s (1: reopen attempts), give_up_s (30: then exit 74);
+             output streams of their own, no capture lag) | full; stall_s (3: a stream with no audio
+             callback this long = card lost), retry_s (1: reopen attempts), give_up_s (30: then exit 74);
              virtual only: output_latency_ms (100), jitter_ms (0), echo_gain (0), echo_delay_ms (20), seed
   [aec]      backend: speex (libspeexdsp, default) | webrtc (aec-audio-processing) | none;
              frame_ms (10), filter_ms (200: echo tail modelled), ref_lead_ms (10),

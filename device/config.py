@@ -64,7 +64,7 @@ class AudioSettings:
     seed: int = 0
     realtime: bool = True              # virtual card paced by the wall clock under the CLI
     duplex: str = "separate"           # portaudio: separate input/output streams | full (one stream)
-    stall_s: float = 2.0               # portaudio: no audio callback this long = the card is gone
+    stall_s: float = 3.0               # portaudio: a stream with no callback this long = card gone
     retry_s: float = 1.0               # a lost card is reopened this often...
     give_up_s: float = 30.0            # ...and the process exits 74 (systemd restarts it) after this long
 

@@ -7,6 +7,8 @@ streams, as the device runs them), shared by the tests:
   ~0.5 s running silence, then a 2 s 440 Hz segment queued on a `Playback` that the backend's
   callback renders; ~1.2 s later `pause()`; then ~0.6 s paused. The "mic" is fed a 1 kHz tone.
 
+A second session makes one output callback miss its deadline and checks what follows an underrun.
+
 Checks: callbacks at real-time rate with `output_dac_time` present, monotone and ahead of
 `current_time`; the heard cursor advances at real-time rate and, after `pause()`, equals the end of
 the last buffer handed over and stops moving; mic buffers carry captured audio and `input_adc_time`.
@@ -35,6 +37,8 @@ FIRST_CALLBACK_TIMEOUT_S = 6.0  # PortAudio 19.6 ALSA full duplex on pulse: firs
 WARMUP_S = 0.5
 PLAY_S = 1.2
 PAUSED_S = 0.6
+XRUN_BLOCK_S = 0.15   # one output callback blocked this long: an underrun
+XRUN_RECOVERY_S = 4.0  # observed after the segment's nominal length (ALSA's pulse plugin stalls ~1.9 s)
 
 
 @dataclass
@@ -72,6 +76,9 @@ class Session:
     overflows: int = 0
     first_callback_after_s: float = 0.0
     steady_from: int = 5                          # first output call after the start-up stall
+    blocked_at_call: int | None = None            # output call index that was made to miss its deadline
+    failures: list = field(default_factory=list)  # backend.failure() alongside `playing`
+    handed_end: object = None                     # playback.handed_cursor when the session stopped
 
 
 def _tone(hz: float, seconds: float, amp: float = 0.3) -> np.ndarray:
@@ -94,8 +101,30 @@ def pulse():
         server.stop()
 
 
+ATTEMPTS = 3  # sessions tried for one without an underrun (a loaded CI machine can starve a callback)
+
+
 @pytest.fixture(scope="module")
 def session(pulse) -> Session:
+    """The first of up to ATTEMPTS sessions with no output underrun.
+
+    The checks below describe a stream running clean. An underrun caused by the machine's load (a
+    callback scheduled late) is not the backend's fault, and what follows one (ALSA's pulse plugin
+    prefills again and stalls ~1.9 s) is checked on purpose in `test_underrun_...` instead."""
+    tried = []
+    for _ in range(ATTEMPTS):
+        s = _run_session(pulse)
+        tried.append(s.underflows)
+        if s.underflows == 0:
+            if len(tried) > 1:
+                print(f"\n[portaudio] sessions with underruns before a clean one: {tried[:-1]}")
+            return s
+    pytest.fail(f"every one of {ATTEMPTS} sessions underran (underflows {tried}): the machine is too loaded "
+                "to run real-time audio, or the callback is too slow", pytrace=False)
+
+
+def _run_session(pulse, block_output_s: float = 0.0) -> Session:
+    """One session; `block_output_s` > 0 blocks one output callback that long PLAY_S/3 into playback."""
     try:
         import pyaudio  # noqa: F401
     except ImportError as e:  # pragma: no cover - pyaudio is a project dependency
@@ -106,6 +135,7 @@ def session(pulse) -> Session:
 
     s = Session()
     playback = Playback(PlaybackSettings(sample_rate=SR))
+    block = {"at": None}
 
     def callback(mic, frames, times):
         # Input and output come in separate calls (separate streams): one part is empty.
@@ -114,6 +144,10 @@ def session(pulse) -> Session:
                                   mic.copy()))
         if not frames:
             return None
+        if block["at"] is not None and time.monotonic() >= block["at"]:
+            block["at"] = None
+            s.blocked_at_call = len(s.calls)
+            time.sleep(block_output_s)  # a callback that misses its deadline: the card underruns
         pcm, spans = playback.render(frames, times.output_dac_time)
         s.calls.append(Call(time.monotonic(), frames, times.input_adc_time, times.current_time,
                             times.output_dac_time, mic.copy(), tuple(spans)))
@@ -145,12 +179,19 @@ def session(pulse) -> Session:
             tone = _tone(TONE_HZ, SEGMENT_S)
             assert playback.add_segment(SegmentInfo(segment=1, samples=len(tone), sample_rate=SR))
             playback.add_audio(1, 0, tone, last=True)
-            end = time.monotonic() + PLAY_S
+            if block_output_s > 0:
+                block["at"] = time.monotonic() + PLAY_S / 3
+                end = time.monotonic() + SEGMENT_S + XRUN_RECOVERY_S
+            else:
+                end = time.monotonic() + PLAY_S
             while time.monotonic() < end:
                 t = backend.time()
                 c = playback.cursor_at(t)
                 s.playing.append((time.monotonic(), t, c.sample if c is not None else 0))
+                s.failures.append(backend.failure())
                 time.sleep(0.01)
+            if block_output_s > 0:
+                return s
 
             t = backend.time()
             heard = playback.cursor_at(t)
@@ -166,10 +207,11 @@ def session(pulse) -> Session:
                 time.sleep(0.01)
         finally:
             backend.stop()
-        s.underflows, s.overflows = backend.underflows, backend.overflows
-        for e in playback.poll_events():
-            if isinstance(e, SegmentStarted) and e.segment == 1:
-                s.segment_started_at = e.at
+            s.underflows, s.overflows = backend.underflows, backend.overflows
+            s.handed_end = playback.handed_cursor
+            for e in playback.poll_events():
+                if isinstance(e, SegmentStarted) and e.segment == 1:
+                    s.segment_started_at = e.at
     return s
 
 
@@ -251,6 +293,37 @@ def test_playback_cursor_real_time_and_pause(session: Session):
     assert all(c == pc for _, c in after), f"cursor after pause: {sorted({c for _, c in after})} != {pc}"
     before = [c for _, t, c in session.paused if t < last_handed.output_dac_time]
     assert all(c.sample <= pc.sample for c in before if c is not None)
+
+
+def test_underrun_heard_cursor_holds_then_resumes(pulse):
+    """One output callback misses its deadline (blocked XRUN_BLOCK_S, as a loaded Pi would): the card
+    underruns and ALSA's pulse plugin refills before playing again (~1.9 s of silence here). Through
+    it the heard cursor must not run ahead of what was handed over (words never played must not be
+    reported heard), must never go back, must resume, and must reach the segment's end: no audio lost
+    or counted twice. The card is not reported failed meanwhile (the device would reopen it)."""
+    s = _run_session(pulse, block_output_s=XRUN_BLOCK_S)
+    assert s.blocked_at_call is not None, "playback ended before the callback could be blocked"
+    gaps = np.diff([c.wall for c in s.calls[s.blocked_at_call:]])
+    print(f"\n[portaudio] after a {XRUN_BLOCK_S * 1000:.0f} ms late callback: underflows {s.underflows}, "
+          f"longest gap between output callbacks {gaps.max() * 1000:.0f} ms; "
+          f"heard cursor at the end {s.playing[-1][2]} of {int(SR * SEGMENT_S)} samples")
+    assert s.underflows >= 1, f"a {XRUN_BLOCK_S * 1000:.0f} ms late callback did not underrun: the test proves nothing"
+
+    handed_by: list[tuple[float, int]] = []  # (wall, samples of segment 1 handed over so far)
+    total = 0
+    for c in s.calls:
+        total += sum(sp.count for sp in c.spans if sp.segment == 1)
+        handed_by.append((c.wall, total))
+    walls = np.array([w for w, _ in handed_by])
+    for wall, _t, cur in s.playing:
+        i = int(np.searchsorted(walls, wall, side="right")) - 1
+        handed = handed_by[i][1] if i >= 0 else 0
+        assert cur <= handed, f"heard cursor {cur} ahead of the {handed} samples handed to the card"
+    cursor = [c for _, _, c in s.playing]
+    assert all(b >= a for a, b in zip(cursor, cursor[1:])), "heard cursor went back"
+    assert total == SR * SEGMENT_S, f"{total} samples handed for a {SR * SEGMENT_S:.0f}-sample segment"
+    assert cursor[-1] == SR * SEGMENT_S, f"heard cursor ended at {cursor[-1]}: the segment never finished"
+    assert not any(s.failures), f"card reported failed during an underrun: {set(filter(None, s.failures))}"
 
 
 def test_mic_frames_with_adc_time(session: Session):

@@ -21,7 +21,9 @@ Three things here come from running on a real sound server rather than on the vi
   underrun, an overflow or a jump (`device.audio.clock`), so the echo canceller sees a fixed echo path
   and the playback cursor a continuous clock.
 - **The card can vanish** (a USB card unplugged, PulseAudio or PipeWire restarted). `failure()`
-  says so (a stream that stopped, or no callback for `stall_s`); the device then reports the error
+  says so (a stream that stopped, or a stream with no callback for `stall_s`: 3 s by default, above the
+  ~1.9 s an output stream on ALSA's pulse plugin goes silent after an underrun while it refills,
+  measured in tests/test_portaudio.py); the device then reports the error
   and calls `reopen()` until the card is back. `stop()` never blocks for long: tearing down a stream
   whose server has gone can hang inside PortAudio, so it runs on a helper thread with a deadline.
 """
@@ -58,7 +60,7 @@ class PortAudioSettings:
     output_device: Optional[int] = None
     suggested_latency_s: Optional[float] = None  # None = PortAudio's default high latency
     duplex: str = "separate"             # separate (two streams, no capture lag) | full (one stream)
-    stall_s: float = 2.0                 # no callback for this long (once running): the card is gone
+    stall_s: float = 3.0                 # a stream with no callback this long (once running): card gone
     first_callback_s: float = 8.0        # PortAudio on PulseAudio can take seconds to start
 
     @property
@@ -133,7 +135,9 @@ class PortAudioBackend:
         self._callback: Optional[AudioCallback] = None
         self._lock = threading.Lock()
         self._opened_at = 0.0
-        self._last_callback: Optional[float] = None  # our clock
+        # Per stream ("output", "input" or "duplex"), on our clock: an output stream can stop while
+        # the input stream keeps calling, and the speaker would then be silent with no failure seen.
+        self._last_callback: dict[str, float] = {}
         self._failed: Optional[str] = None
         self.underflows = 0
         self.overflows = 0
@@ -171,7 +175,7 @@ class PortAudioBackend:
             with self._lock:
                 self._streams = streams
                 self._failed = None
-                self._last_callback = None
+                self._last_callback = {}
                 self._opened_at = self.clock.now()
             for st in streams:
                 st.start_stream()
@@ -247,11 +251,12 @@ class PortAudioBackend:
                     return f"audio stream unusable: {exc}"
                 if not active:
                     return "audio stream stopped"
-            if self._last_callback is None:
+            if not self._last_callback:
                 if now - self._opened_at > self.settings.first_callback_s:
                     return f"no audio callback within {self.settings.first_callback_s:.0f} s of opening the card"
-            elif now - self._last_callback > self.settings.stall_s:
-                return f"no audio callback for {now - self._last_callback:.1f} s"
+            for name, last in self._last_callback.items():
+                if now - last > self.settings.stall_s:
+                    return f"no audio {name} callback for {now - last:.1f} s"
         return None
 
     # ---- callbacks (PortAudio's threads) ----
@@ -271,13 +276,13 @@ class PortAudioBackend:
         dac_lead = dac - cur if dac > 0.0 else buf
         return StreamTimes(now + adc_lead, now, now + dac_lead)
 
-    def _mark(self, status: int) -> tuple[bool, bool]:
+    def _mark(self, status: int, stream: str) -> tuple[bool, bool]:
         """Count the callback's flags; (output underflow, input overflow)."""
         pyaudio = self._pyaudio_mod
         under, over = bool(status & pyaudio.paOutputUnderflow), bool(status & pyaudio.paInputOverflow)
         self.underflows += under
         self.overflows += over
-        self._last_callback = self.clock.now()
+        self._last_callback[stream] = self.clock.now()
         return under, over
 
     @property
@@ -297,7 +302,7 @@ class PortAudioBackend:
         return pcm.astype("<i2", copy=False).tobytes()
 
     def _on_duplex(self, in_data: Optional[bytes], frame_count: int, time_info: dict, status: int):
-        under, over = self._mark(status)
+        under, over = self._mark(status, "duplex")
         mic = np.frombuffer(in_data, dtype="<i2") if in_data else np.zeros(frame_count, dtype=np.int16)
         t = self._times(time_info, frame_count)
         t = t._replace(input_adc_time=self._in_clock.stamp(t.input_adc_time, len(mic), over),
@@ -306,14 +311,14 @@ class PortAudioBackend:
         return out, self._pyaudio_mod.paContinue
 
     def _on_output(self, in_data: Optional[bytes], frame_count: int, time_info: dict, status: int):
-        under, _ = self._mark(status)
+        under, _ = self._mark(status, "output")
         t = self._times(time_info, frame_count)
         t = t._replace(output_dac_time=self._out_clock.stamp(t.output_dac_time, frame_count, under))
         out = self._render(np.zeros(0, dtype=np.int16), frame_count, t)
         return out, self._pyaudio_mod.paContinue
 
     def _on_input(self, in_data: Optional[bytes], frame_count: int, time_info: dict, status: int):
-        _, over = self._mark(status)
+        _, over = self._mark(status, "input")
         mic = np.frombuffer(in_data, dtype="<i2") if in_data else np.zeros(frame_count, dtype=np.int16)
         cb = self._callback
         if cb is not None:
