@@ -317,6 +317,9 @@ class DeviceApp(Executors):
             for ev in pending:
                 self._dispatch(ev)
             for ev in vad:
+                if isinstance(ev, v.SpeechOnset):  # once per utterance: what the gate saw (why a barge-in)
+                    log.info("speech onset at %.3f; last frames: %s", ev.at,
+                              " | ".join(map(str, self.mic.detector.recent)))
                 self._dispatch(_VAD_EVENTS[type(ev)](ev))
         for pev in self.playback.poll_events(self._now):
             if isinstance(pev, SegmentEnded):

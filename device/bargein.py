@@ -15,6 +15,7 @@ its time is the start of the first. Pausing is the state machine's call, not our
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -51,6 +52,14 @@ class FrameDecision:
     rms: float
     ref_rms: float
     speech: bool
+    coupling: float = 0.0   # the gate's residual/reference peak the frame was held against
+    tracked: bool = False   # its level is what the delayed copy of the reference left
+    suspect: bool = False
+
+    def __str__(self) -> str:
+        return (f"{self.t:.3f} vad {self.vad:.2f} rms {self.rms:.0f} ref {self.ref_rms:.0f} "
+                f"x{self.coupling:.3f}{' copy' if self.tracked else ''}{' S' if self.speech else ''}"
+                f"{' ?' if self.suspect else ''}")
 
 
 class BargeInDetector:
@@ -73,6 +82,9 @@ class BargeInDetector:
         self._tracked_coupling = settings.tracked_coupling_init
         self._window = int(round(settings.ref_window_ms / 1000 * sample_rate))
         self.last: Optional[FrameDecision] = None
+        # The frames behind the latest decisions: logged with each onset, so a barge-in nobody made
+        # (the echo let through) can be traced from a device log.
+        self.recent: deque[FrameDecision] = deque(maxlen=12)
         self._suspect = False
         self._typical = settings.echo_coupling_init / 2
         self._learnt = 0
@@ -141,7 +153,8 @@ class BargeInDetector:
                 if left is not None:
                     self._typical_left += s.typical_alpha * (min(left / ref_rms, 4 * typical_left) - self._typical_left)
                     self._learnt_left += 1
-        self.last = FrameDecision(t, p, rms, ref_rms, speech)
+        self.last = FrameDecision(t, p, rms, ref_rms, speech, coupling, tracked, self._suspect)
+        self.recent.append(self.last)
         return speech
 
     def _raw_rms(self, t: float, n: int) -> float:
