@@ -66,6 +66,9 @@ class DeviceApp(Executors):
         self._pending: list[m.Event] = []  # events raised by mic listeners, dispatched after the buffer
         self._pause_cursor: Optional[Cursor] = None
         self._now = 0.0
+        self._audio_until: Optional[float] = None  # stream time the mic audio has been analysed up to
+        self.mic_lag_max_s = 0.0
+        self.mic_lag_ticks = 0
         self._stop = threading.Event()
         self._stopped = False
         self.sent: deque[object] = deque(maxlen=1000)  # bodies published (or that would have been, offline)
@@ -168,10 +171,11 @@ class DeviceApp(Executors):
         d = self.mic.delay
         delay = f"{d.delay_s * 1000:.1f} ms" if d.delay_s is not None else "not found"
         log.info("audio: %d output underflows, %d input overflows, %d clock re-anchors; echo delay %s "
-                 "(%d estimates, %d jumps), %d loud frames explained as echo; %d false pauses",
+                 "(%d estimates, %d jumps), %d loud frames explained as echo; %d false pauses; mic audio "
+                 "analysed up to %.0f ms behind the clock at worst (%d ticks over the turn-end tolerance)",
                  getattr(self.backend, "underflows", 0), getattr(self.backend, "overflows", 0),
                  getattr(self.backend, "clock_resyncs", 0), delay, d.estimates, d.jumps,
-                 self.mic.detector.vetoed, self.machine.false_pauses)
+                 self.mic.detector.vetoed, self.machine.false_pauses, self.mic_lag_max_s * 1000, self.mic_lag_ticks)
 
     def serve(self, poll_s: float = 0.005, notifier: Optional[Notifier] = None) -> None:
         """Real-time loop: process queued audio and messages until `stop()` (or a restart request).
@@ -313,6 +317,7 @@ class DeviceApp(Executors):
         while self._mic_q:
             pcm, t = self._mic_q.popleft()
             vad = self.mic.capture(pcm, t)
+            self._audio_until = t + len(pcm) / self.mic.card_rate
             pending, self._pending = self._pending, []
             for ev in pending:
                 self._dispatch(ev)
@@ -331,7 +336,11 @@ class DeviceApp(Executors):
                 self._dispatch(m.SegmentsDropped(pev.reason))
         if self.asr is not None and self.asr.error and "asr" not in self.machine.errors:
             self._dispatch(m.ComponentFailed("asr", str(self.asr.error)))
-        self._dispatch(m.Tick())
+        if self._audio_until is not None:  # how far the mic's analysis trails the clock (device.log)
+            lag = self._now - self._audio_until
+            self.mic_lag_max_s = max(self.mic_lag_max_s, lag)
+            self.mic_lag_ticks += lag > self.machine.settings.audio_lag_tolerance_s
+        self._dispatch(m.Tick(self._audio_until))
         self._maybe_telemetry()
 
     def _maybe_telemetry(self) -> None:

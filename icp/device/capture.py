@@ -170,11 +170,13 @@ class Captures:
         else:
             self._finish_capture()
 
-    def _capture_tick(self: "DeviceMachine", now: float) -> None:
+    def _capture_tick(self: "DeviceMachine", now: float, heard: Optional[float] = None) -> None:
+        """`heard`: how far the silence is known (`Tick.audio_until`); the capture's own clocks run on `now`."""
         st = self.settings
+        heard = now if heard is None else heard
         if self.capture is not None:
             if (self._silence_since is not None and self._run_start is None
-                    and now - self._silence_since >= self._turn_silence()):
+                    and heard - self._silence_since >= self._turn_silence()):
                 self._end_turn()
             elif now - self._capture_since >= st.max_utterance_s:
                 self._finish_capture()
@@ -184,6 +186,6 @@ class Captures:
                 self._go(Step.HEARD_NOTHING)
             elif (st.final_lead_s > 0 and self._silence_since is not None and self._run_start is None
                   and self._prepared != self._silence_since and not self._judging() and not self._quick_is_final()
-                  and now - self._silence_since >= self._turn_silence() - st.final_lead_s):
+                  and heard - self._silence_since >= self._turn_silence() - st.final_lead_s):
                 self._prepared = self._silence_since
                 self._emit(C.PrepareFinal(self.capture))

@@ -203,7 +203,11 @@ class AudioRestored:
 
 @dataclass(frozen=True)
 class Tick:
-    pass
+    """Time passes. `audio_until`: the stream time up to which the mic audio has been analysed (the
+    VAD's events up to there are in). A silence is only known up to there: a loop running behind the
+    audio (a loaded machine) must not count audio it has not looked at yet as silence and end the
+    user's turn in the middle of a sentence. None: no mic (text mode), the silence runs on `now`."""
+    audio_until: Optional[float] = None
 
 
 Event = Union[SpeechStarted, SpeechEnded, SpeechSuspected, SpeechDismissed, SpeechPaused, SpeechResumed,

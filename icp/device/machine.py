@@ -70,6 +70,9 @@ class MachineSettings:
     # The recogniser starts the final pass this long before the silence would end the turn
     # (`PrepareFinal`), so the final is ready about when the silence is over (0: the pass starts then).
     final_lead_s: float = 0.45
+    # A turn's silence counts only up to the mic audio analysed (`Tick.audio_until`) plus this: a loop
+    # behind the audio by more (a loaded machine) waits for the audio instead of ending the turn.
+    audio_lag_tolerance_s: float = 0.1
 
 
 @dataclass
@@ -423,7 +426,10 @@ class DeviceMachine(Captures, Turns):
             elif now - self._barge_pending >= st.min_interruption_s:
                 at, self._barge_pending = self._barge_pending, None
                 self._barge_in(at, now)
-        self._capture_tick(now)
+        # The silence of a turn is measured on the audio analysed so far; a lag of up to
+        # `audio_lag_tolerance_s` is let pass (the mic's own delivery delay: tens of ms).
+        heard = now if ev.audio_until is None else min(now, ev.audio_until + st.audio_lag_tolerance_s)
+        self._capture_tick(now, heard)
         if (self.state is State.LISTENING and self.utterance_id is None
                 and now - self._listen_since > st.listen_timeout_s):
             self._go(Deadline.LISTEN)

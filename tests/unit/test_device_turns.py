@@ -283,6 +283,29 @@ def test_speech_over_a_paused_reply_prepares_its_final_without_a_quick_transcrip
     assert m.FinishCapture(uid, prepared=True) in mc.handle(m.Tick(), 2.21)
 
 
+def test_a_loop_behind_the_audio_does_not_end_a_turn_on_silence_it_has_not_heard():
+    """Live mode, loaded machine: "Wait, what does that mean?" over a paused reply ended at the comma.
+    The loop ran ~0.5 s behind the mic, so at a tick the VAD's pause after "Wait," was 0.7 s old by the
+    clock while only 0.2 s of audio after it had been analysed; the rest of the sentence, still
+    queued, was never captured. The silence is now counted on the analysed audio (`Tick.audio_until`)."""
+    mc = speaking(asr=True, final_lead_s=0.45)
+    cmds = mc.handle(m.SpeechStarted(1.0), 1.02)
+    uid = next(c.utterance_id for c in cmds if isinstance(c, m.StartCapture))
+    mc.handle(m.SpeechPaused(1.5), 1.6)
+    late = mc.handle(m.Tick(audio_until=1.6), 2.3)  # 0.8 s by the clock, 0.1 s of analysed silence
+    assert m.PrepareFinal(uid) not in late and not finished(late)
+    mc.handle(m.SpeechResumed(1.75), 2.31)  # the queued audio: the user went on
+    mc.handle(m.SpeechPaused(2.6), 2.62)
+    assert not finished(mc.handle(m.Tick(audio_until=3.0), 3.4))
+    assert m.FinishCapture(uid, prepared=True) in mc.handle(m.Tick(audio_until=3.3), 3.41)
+    assert mc.capture is None
+    # A lag within the tolerance (the mic's own delivery delay) costs nothing: the clock decides.
+    quick = speaking(asr=True, final_lead_s=0.45)
+    quick.handle(m.SpeechStarted(1.0), 1.02)
+    quick.handle(m.SpeechPaused(1.5), 1.6)
+    assert finished(quick.handle(m.Tick(audio_until=2.15), 2.21))
+
+
 def test_the_audio_model_can_veto_complete_words_but_not_rescue_unfinished_ones():
     mc, uid = listening_capture()
     mc.handle(m.SpeechPaused(2.0), 2.1)
