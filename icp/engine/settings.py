@@ -22,7 +22,7 @@ class EngineSettings:
     lookahead_ms: float = 4000.0  # audio synthesised/sent ahead of the heard cursor
     auto_resume: AutoResume = AutoResume.AUTO
     auto_resume_delay_s: float = 2.5
-    interrupt_timeout_s: float = 8.0  # no final words after an interrupt: treat it as a backchannel
+    interrupt_timeout_s: float = 8.0  # no news of an interruption's words (final or partial) this long: ABSORB
     listen_timeout_s: float = 15.0  # a wake or words, then no final utterance: back to idle
     classify_timeout_s: float = 3.0
     bridge: str = "Right, as I was saying,"

@@ -47,6 +47,13 @@ class Speech(Apply):
             # Speech the device did not flag as an interruption (no barge-in there): pause it now.
             self._begin_interruption(E.UtterancePartial, ev.utterance_id, ev.hint, ev.now)
             self._emit(C.DeviceControl(Action.PAUSE, "speech while speaking"))
+        elif (self.state is S.INTERRUPTED and ev.utterance_id == self.utterance_id
+              and Deadline.INTERRUPT in self.deadlines):
+            # The user is still talking (the device captures up to 15 s): the timeout that treats a
+            # silent interruption as a backchannel runs from the device's latest word, not its first,
+            # or a long correction would have the reply resume over the user's own voice.
+            self.deadlines[Deadline.INTERRUPT] = max(self.deadlines[Deadline.INTERRUPT],
+                                                     ev.now + self.settings.interrupt_timeout_s)
         if ev.hint is not None:
             self.utterance_hint = ev.hint
 

@@ -116,7 +116,8 @@ DEADLINE_STATE: dict[Deadline, State] = {
 }
 # How long each deadline is (the `EngineSettings` field) and what happens when it fires.
 DEADLINE_RULE: dict[Deadline, tuple[str, str]] = {
-    Deadline.INTERRUPT: ("interrupt_timeout_s", "no final words after an interrupt: ABSORB"),
+    Deadline.INTERRUPT: ("interrupt_timeout_s", "no final words after an interrupt (nor a partial in this "
+                         "long): ABSORB"),
     Deadline.CLASSIFY: ("classify_timeout_s", "no disposition: ABSORB while speaking, NEW while idle"),
     Deadline.AUTO_RESUME: ("auto_resume_delay_s", "quiet after a side answer: RESUME the held thread"),
     Deadline.LISTEN: ("listen_timeout_s", "no final utterance: back to idle"),

@@ -194,3 +194,26 @@ def test_a_partial_of_nothing_but_an_opening_is_not_resumed_on_even_when_called_
         assert rid is not None
         assert controls(answer(sim, rid, Disposition.ABSORB)) == []
         assert sim.session.state is State.INTERRUPTED
+
+
+def test_a_long_interruption_still_being_spoken_is_not_timed_out_as_a_backchannel():
+    """The interrupt timeout (8 s) treats an interruption that never produced words as a backchannel.
+    A user still talking after 8 s (the device captures up to 15 s) sends partials: the timeout runs
+    from the latest one, so the reply does not resume over the user's voice."""
+    sim = speaking_sim(Disposition.MODIFY, early_absorb=False)
+    interrupt(sim)
+    t0 = sim.now
+    words = "no I meant the one we saw last summer with the kids on the way to the coast near the lighthouse"
+    last = sim.now
+    for i, _ in enumerate(words.split()):
+        if i % 2 == 0:
+            partial(sim, " ".join(words.split()[: i + 1]))
+            last = sim.now
+        sim.step(0.5)
+        assert sim.session.state is State.INTERRUPTED, f"resumed {sim.now - t0:.1f} s into the user's speech"
+    assert sim.now - t0 > 9.0
+    # silence from the device after the last partial: the timeout still fires (then, and not before)
+    while sim.session.state is State.INTERRUPTED and sim.now - last < 10.0:
+        sim.step(0.25)
+    assert sim.session.state is not State.INTERRUPTED
+    assert 7.99 <= sim.now - last <= 8.3
