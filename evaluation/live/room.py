@@ -174,6 +174,15 @@ class Recorder:
         return err
 
 
+# The user's voice stream keeps this much buffered in the server. With 20 ms, a loaded machine chopped
+# the voice into 50 ms bursts between exact-zero gaps (mic.wav, a live test run beside other tests):
+# the null sink, catching up after a stall, found the stream empty. The device then heard a voice no
+# person makes, and the recording placed its start 0.3 s late, so the device's correct barge-in looked
+# like one with no user speech. The voice's timing is read from the recording, so a deeper buffer
+# costs the measurement nothing.
+USER_LATENCY_MS = 200
+
+
 class Player:
     """One utterance played into the room with `pacat` (a pulse client stream of its own)."""
 
@@ -183,7 +192,7 @@ class Player:
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             [PACAT, "--playback", f"--device={room.ROOM}", f"--rate={room.sample_rate}", "--channels=1",
-             "--format=s16le", "--raw", "--latency-msec=20", "--client-name=segue-user"],
+             "--format=s16le", "--raw", f"--latency-msec={USER_LATENCY_MS}", "--client-name=segue-user"],
             env=room.env(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         data = pcm.astype("<i2").tobytes()
 

@@ -246,6 +246,13 @@ class DeviceMachine(Captures, Turns):
         elif self.capture is not None:
             self._run_start = ev.at
             self._silence_since = None
+        elif self.state is State.PAUSED and self.settings.asr:
+            # The user goes on after their interruption's capture ended (a pause longer than the turn's
+            # silence: "Wait, ... what is the crust?", live mode). Not a word of it may be lost: a new
+            # utterance over the paused reply, announced at once with an empty partial as when listening.
+            uid = self._new_utterance(now)
+            self._start_capture(ev.at - self.settings.preroll_s, now, speech_at=ev.at, over_speech=True)
+            self._utterance(uid, "", False, self.hint)
 
     def _on_speech_ended(self, ev: E.SpeechEnded, now: float) -> None:
         self._barge_pending = None
@@ -347,7 +354,10 @@ class DeviceMachine(Captures, Turns):
 
     def _on_asr_failed(self, ev: E.AsrFailed, now: float) -> None:
         if ev.utterance_id in (self.capture, self.finishing):
-            self.capture = self.finishing = None
+            if self.capture == ev.utterance_id:
+                self.capture = None
+            if self.finishing == ev.utterance_id:
+                self.finishing = None
             self._final(ev.utterance_id, "", None)
 
     def _on_component_failed(self, ev: E.ComponentFailed, now: float) -> None:

@@ -9,6 +9,8 @@ waits for the end-of-turn silence and the recogniser). Two things are decided fr
   utterance is *provisionally* absorbed: its final is still classified, without pausing; ABSORB then
   changes nothing, anything else pauses the device and is applied as if decided late
   (`Step.DECIDED_LATE`), from the heard cursor at that moment (the words played meanwhile were heard).
+  A later partial of that utterance is classified too: anything but a confident ABSORB
+  (`repause_confidence`) pauses again at once and the final is awaited as for any interruption.
 - **Speculation.** A partial the classifier calls NEW (idle) or BRANCH/MODIFY (interrupted)
   confidently enough (`speculate_confidence`) starts that answer's LLM request at once, built exactly
   as applying the disposition would build it (on a copy of the session), while nothing is added to
@@ -72,9 +74,11 @@ class Partials(Speech):
     # -- partials in --------------------------------------------------------------------------------
     def _on_partial(self, ev: E.UtterancePartial) -> None:
         if ev.utterance_id == self.provisional:
-            # Already resumed on an earlier partial: the final decides (no second pause).
+            # Already resumed on an earlier partial: the final decides, unless the words went on and
+            # are no longer a backchannel (`_recheck_provisional`).
             if ev.hint is not None:
                 self.utterance_hint = ev.hint
+            self._recheck_provisional(ev)
             return
         spec = self.speculation
         if spec is not None and (spec.utterance, spec.key) != (ev.utterance_id, normalise(ev.text)):
@@ -98,11 +102,15 @@ class Partials(Speech):
             return
         if self._is_undo(text, speaking):
             return  # decided from the final's words alone (`Speech._on_final`)
-        if self.partial is not None and (self.partial.utterance, self.partial.text) == (ev.utterance_id, text):
+        self._ask_partial(ev.utterance_id, text, speaking, hint)
+
+    def _ask_partial(self, uid: str, text: str, speaking: bool, hint: Hint | None) -> None:
+        """Classify a partial's words (request id `<utterance>~p<n>`), unless they are being already."""
+        if self.partial is not None and (self.partial.utterance, self.partial.text) == (uid, text):
             return  # the same words are being (or were) classified
         self.partial_seq += 1
-        request_id = f"{ev.utterance_id}{PARTIAL_MARK}{self.partial_seq}"
-        self.partial = PartialRequest(request_id, ev.utterance_id, text, speaking)
+        request_id = f"{uid}{PARTIAL_MARK}{self.partial_seq}"
+        self.partial = PartialRequest(request_id, uid, text, speaking)
         self._emit(C.Classify(request_id, ClassifyRequest(text, self._last_heard_sentence(), speaking, hint)))
 
     def _on_interrupt(self, ev: E.InterruptReported) -> None:
@@ -132,10 +140,25 @@ class Partials(Speech):
         else:
             super()._on_classify_failed(ev)
 
+    def _recheck_provisional(self, ev: E.UtterancePartial) -> None:
+        """A partial of the utterance resumed on an earlier one: the user is still talking. Live mode: a
+        first look misread "Wait," as "All right." (ABSORB), and the reply then played over "Wait, what
+        is the crust?" for 2.9 s until the final. New words are classified again; anything but an
+        ABSORB at `repause_confidence` pauses again (`_on_partial_classified`)."""
+        text = ev.text.strip()
+        if text and self.state in (S.THINKING, S.SPEAKING) and self.utterance_hint is not Hint.CANCEL:
+            self._ask_partial(ev.utterance_id, text, True, self.utterance_hint)
+
     def _on_partial_classified(self, ev: E.Classified) -> None:
         req = self.partial
         if req is None or ev.request_id != req.id:
             self._ignore(ev, f"stale partial classification for {ev.request_id!r}")
+            return
+        if req.utterance == self.provisional:
+            d = self._decide(ev.disposition, None, True, req.text)
+            if (d is not D.ABSORB and ev.confidence >= self.settings.repause_confidence
+                    and self.state in (S.THINKING, S.SPEAKING)):
+                self._repause(req)
             return
         if req.speaking and (self.state is not S.INTERRUPTED or self.utterance_id != req.utterance):
             self._ignore(ev, f"partial classification for {ev.request_id!r} after the interruption")
@@ -157,6 +180,13 @@ class Partials(Speech):
         self.deadlines.pop(Deadline.INTERRUPT, None)
         self._emit(C.DeviceControl(Action.RESUME, "ABSORB (partial)", D.ABSORB))
         self._step(Step.ABSORBED_EARLY if self.conv.playing_item() or self.ready else Step.ABSORBED_WAITING)
+
+    def _repause(self, req: PartialRequest) -> None:
+        """The early ABSORB was wrong and the user is still talking: pause now and wait for the final as
+        for any interruption (its cursor comes with the device's `paused` report, before the final)."""
+        self.provisional = None
+        self._begin_interruption(E.UtterancePartial, req.utterance, self.utterance_hint, self.now)
+        self._emit(C.DeviceControl(Action.PAUSE, "speech went on after an early ABSORB"))
 
     def _on_final(self, ev: E.UtteranceFinal) -> None:
         self.partial = None  # the final's own classification decides from here

@@ -42,6 +42,9 @@ class EngineSettings:
     # which should wait for more words. False: wait for the final (the baseline).
     early_absorb: bool = True
     early_absorb_confidence: float = 0.95
+    # A later partial of an early-absorbed utterance that the classifier calls anything else with this
+    # confidence pauses the reply again (the user went on: "All right." was "Wait, what is...").
+    repause_confidence: float = 0.6
     # `speculate`: a partial the classifier calls NEW (idle) or BRANCH/MODIFY (interrupted) this
     # confidently starts the answer's generation before the final; adopted when the final says the
     # same words and the same disposition, cancelled otherwise. False: generate after the final.
@@ -59,7 +62,7 @@ class EngineSettings:
             raise ValueError("lookahead_ms must be positive")
         if self.undo_window_s < 0:
             raise ValueError("undo_window_s must be >= 0")
-        for name in ("early_absorb_confidence", "speculate_confidence"):
+        for name in ("early_absorb_confidence", "speculate_confidence", "repause_confidence"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
 

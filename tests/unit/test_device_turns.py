@@ -393,3 +393,28 @@ def test_a_question_is_known_by_its_mark_or_its_first_word():
     assert not is_question("What?") and not is_short_command("What?")  # often the first word of a question
     assert not is_question("Tell me about the moon.") and not is_short_command("Tell me about the moon.")
     assert not is_short_command("")
+
+
+def test_speech_after_an_interruptions_capture_ended_is_captured_not_dropped():
+    """Live mode: "Wait, ... what is the crust?" with a pause after "Wait," longer than the turn's
+    silence. The capture of "Wait," ended; the machine, paused and waiting for that final, ignored the
+    next onset, and "what is the crust?" was never sent. It is now a new utterance over the paused
+    reply, announced at once."""
+    mc = speaking(asr=True, final_lead_s=0.45)
+    cmds = mc.handle(m.SpeechStarted(1.0), 1.02)
+    first = next(c.utterance_id for c in cmds if isinstance(c, m.StartCapture))
+    mc.handle(m.SpeechPaused(1.4), 1.45)
+    assert [c.utterance_id for c in mc.handle(m.Tick(audio_until=2.11), 2.11) if isinstance(c, m.FinishCapture)] == [first]
+    assert mc.state is m.State.PAUSED and mc.capture is None
+    cmds = mc.handle(m.SpeechStarted(2.3), 2.31)
+    starts = [c for c in cmds if isinstance(c, m.StartCapture)]
+    assert len(starts) == 1 and starts[0].utterance_id != first and starts[0].over_speech
+    second = starts[0].utterance_id
+    assert [(c.utterance_id, c.text, c.final) for c in cmds if isinstance(c, m.SendUtterance)] == [(second, "", False)]
+    # the first one's final still goes out, and the new capture stays open
+    out = mc.handle(m.AsrFinal(first, "Wait.", ()), 2.5)
+    assert [(c.utterance_id, c.final) for c in out if isinstance(c, m.SendUtterance)] == [(first, True)]
+    assert mc.capture == second and mc.state is m.State.PAUSED
+    mc.handle(m.AsrPartial(second, "what is the crust", audio_ms=800.0), 2.9)
+    mc.handle(m.SpeechPaused(3.2), 3.25)
+    assert [c.utterance_id for c in mc.handle(m.Tick(audio_until=3.91), 3.91) if isinstance(c, m.FinishCapture)] == [second]

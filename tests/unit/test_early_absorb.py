@@ -10,7 +10,7 @@ from icp.conversation import AssistantItem, ThreadStatus
 from icp.dispositions import Classification, Disposition, Hint
 from icp.engine.partials import is_partial_request
 from icp.machine import AutoResume, EngineSettings, State
-from icp.messages.playback import Action
+from icp.messages.playback import Action, PlaybackEvent
 
 LONG = ("Tides are caused by the moon pulling on the oceans. The near side bulges toward it. "
         "The far side bulges too because the earth is pulled away. Most coasts see two tides a day. "
@@ -217,3 +217,49 @@ def test_a_long_interruption_still_being_spoken_is_not_timed_out_as_a_backchanne
         sim.step(0.25)
     assert sim.session.state is not State.INTERRUPTED
     assert 7.99 <= sim.now - last <= 8.3
+
+
+def test_words_that_go_on_past_a_backchannel_pause_the_reply_again_before_the_final():
+    """Live mode: the first look read "Wait," as "All right." (ABSORB, resumed); the reply then played
+    over "Wait, what is the crust?" until the final, 2.9 s later. A later partial that is no longer a
+    backchannel now pauses at once; the final then decides as for any interruption, from the cursor
+    the device reports when it pauses."""
+    sim = speaking_sim(Disposition.BRANCH)
+    interrupt(sim)
+    parent = next(e for e in sim.session.conv.log if isinstance(e, AssistantItem))
+    answer(sim, partial(sim, "all right"), Disposition.ABSORB)
+    assert sim.session.provisional == "u1"
+    sim.paused = False
+    for _ in range(4):
+        sim.step()
+    rid = partial(sim, "wait what is")
+    assert rid is not None  # the user went on: the new words are classified
+    out = answer(sim, rid, Disposition.BRANCH, confidence=0.8)
+    assert controls(out) == [(Action.PAUSE, None)]
+    assert sim.session.state is State.INTERRUPTED and sim.session.provisional is None
+    sim.paused = True
+    paused_at = sim.cursor()
+    sim.send(E.PlaybackReported(sim.now, PlaybackEvent.PAUSED, paused_at, 0.0))
+    heard = parent.heard
+    for _ in range(10):
+        sim.step()
+    assert sim.session.state is State.INTERRUPTED  # waiting for the final, as for any interruption
+    sim.send(E.UtteranceFinal(sim.now, "u1", "wait what is a bulge"))
+    n = len(sim.log)
+    sim.step()
+    out = sim.log[n:]
+    assert controls(out)[:1] == [(Action.FLUSH, Disposition.BRANCH)]  # no second pause
+    thread = sim.session.conv.threads[parent.thread]
+    assert thread.status is ThreadStatus.HELD and thread.resume_word >= heard - 1
+
+
+def test_a_backchannel_that_grows_into_another_backchannel_keeps_playing():
+    sim = speaking_sim(Disposition.ABSORB)
+    interrupt(sim)
+    answer(sim, partial(sim, "uh huh"), Disposition.ABSORB)
+    sim.paused = False
+    sim.step()
+    out = answer(sim, partial(sim, "uh huh yeah"), Disposition.ABSORB, confidence=0.97)
+    assert controls(out) == [] and sim.session.state is State.SPEAKING and sim.session.provisional == "u1"
+    out = answer(sim, partial(sim, "uh huh yeah right"), Disposition.BRANCH, confidence=0.4)  # unsure
+    assert controls(out) == [] and sim.session.provisional == "u1"
