@@ -60,6 +60,9 @@ class Sim:
     # Classification or None: no answer); the scripted `classify` is for finals.
     classify_partial: object = None
     partial_answers: list[tuple[str, Classification]] = field(default_factory=list)
+    # The device's answer to an engine `pause`: a `paused` report with the cursor it paused at, at the
+    # next step (as the real device reports it, one round trip later).
+    paused_reports: list[Cursor | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         strat: Strategy = strategy(self.strategy_name)
@@ -101,6 +104,7 @@ class Sim:
         elif isinstance(cmd, C.DeviceControl):
             if cmd.action.value == "pause":
                 self.pause_device()
+                self.paused_reports.append(self.cursor())
             elif cmd.action.value == "resume":
                 self.paused = False
             elif cmd.action.value == "flush":
@@ -130,6 +134,8 @@ class Sim:
     def step(self, dt: float = 0.05) -> None:
         """Advance time: generation chunks, synthesis, playback (20 ms ticks), heartbeats."""
         self.now += dt
+        while self.paused_reports:
+            self.send(E.PlaybackReported(self.now, PlaybackEvent.PAUSED, self.paused_reports.pop(0), self.queued_ms()))
         while self.partial_answers:
             rid, answer = self.partial_answers.pop(0)
             self.send(E.Classified(self.now, rid, answer.disposition, answer.confidence, answer.source))

@@ -57,6 +57,7 @@ class SessionCore:
     provisional: str | None = None
     late_id: str | None = None
     late_text: str = ""
+    late_decision: tuple | None = None  # (uid, text, classified, applied, confidence, source) awaiting the cursor
     speculation: Speculation | None = None
     adopting: Speculation | None = None
     now: float = 0.0  # the latest time an event brought

@@ -8,7 +8,8 @@ waits for the end-of-turn silence and the recogniser). Two things are decided fr
   (`Step.ABSORBED_EARLY`): a backchannel costs a short gap instead of the final's second or so. The
   utterance is *provisionally* absorbed: its final is still classified, without pausing; ABSORB then
   changes nothing, anything else pauses the device and is applied as if decided late
-  (`Step.DECIDED_LATE`), from the heard cursor at that moment (the words played meanwhile were heard).
+  (`Step.DECIDED_LATE`), from the heard cursor at that moment (the words played meanwhile were heard:
+  the decision waits for the device's `paused` report, `Deadline.LATE_CURSOR`).
   A later partial of that utterance is classified too: anything but a confident ABSORB
   (`repause_confidence`) pauses again at once and the final is awaited as for any interruption.
 - **Speculation.** A partial the classifier calls NEW (idle) or BRANCH/MODIFY (interrupted)
@@ -46,7 +47,7 @@ from icp.engine.core import normalise
 from icp.engine.settings import PartialRequest, PendingSegment, Speculation
 from icp.engine.speech import AFFIRMATIVE, Speech
 from icp.engine.table import Deadline, State, Step
-from icp.messages.playback import Action
+from icp.messages.playback import Action, PlaybackEvent
 from icp.segmenter import next_cut
 from icp.words import split_words
 
@@ -189,6 +190,8 @@ class Partials(Speech):
         self._emit(C.DeviceControl(Action.PAUSE, "speech went on after an early ABSORB"))
 
     def _on_final(self, ev: E.UtteranceFinal) -> None:
+        if self.late_decision is not None:
+            self._apply_late_decision()  # the earlier utterance's decision first, with the cursor known
         self.partial = None  # the final's own classification decides from here
         if self.provisional is not None and ev.utterance_id == self.provisional:
             self._final_after_early_absorb(ev)
@@ -223,6 +226,18 @@ class Partials(Speech):
         else:
             self._decide_late(ev.request_id, self.late_text, ev.disposition, d, ev.confidence, ev.source)
 
+    def _apply_late_decision(self) -> None:
+        """Apply the decision `_decide_late` held for the device's paused cursor (come, or waited for)."""
+        pending, self.late_decision = self.late_decision, None
+        self.deadlines.pop(Deadline.LATE_CURSOR, None)
+        if pending is not None and self.state is S.INTERRUPTED:
+            self._apply(*pending, self.now)
+
+    def _on_playback_reported(self, ev: E.PlaybackReported) -> None:
+        super()._on_playback_reported(ev)
+        if self.late_decision is not None and ev.event is PlaybackEvent.PAUSED:
+            self._apply_late_decision()
+
     def _late_absorb(self, uid: str, text: str, classified: Disposition, confidence: float, source: str) -> None:
         """The final confirms the early ABSORB: nothing more to do (no second resume, no gap)."""
         self.late_id = None
@@ -232,9 +247,12 @@ class Partials(Speech):
                      source: str) -> None:
         """The final revises the early ABSORB: pause now and apply as if interrupted here."""
         if self.state in (S.THINKING, S.SPEAKING):
+            # The words played since the early ABSORB were heard, and the cursor known here is the last
+            # report's (a heartbeat: up to a second old): the context waits for the `paused` report.
             self._emit(C.DeviceControl(Action.PAUSE, f"{d.value} decided late"))
             self._step(Step.DECIDED_LATE)
-            self._apply(uid, text, classified, d, confidence, source, self.now)
+            self.late_decision = (uid, text, classified, d, confidence, source)
+            self.deadlines[Deadline.LATE_CURSOR] = self.now + self.settings.late_cursor_wait_s
         elif self.state is S.IDLE and d in (D.BRANCH, D.MODIFY):
             self._apply(uid, text, classified, d, confidence, source, self.now)  # the reply ended: answer it
         else:
@@ -287,7 +305,7 @@ class Partials(Speech):
     def _forget_partials(self) -> None:
         """The utterance in progress is gone (a restarted device, a listen timeout)."""
         self._cancel_speculation()
-        self.partial, self.provisional, self.late_id = None, None, None
+        self.partial, self.provisional, self.late_id, self.late_decision = None, None, None, None
 
     # -- the held first segment -----------------------------------------------------------------
     def _pump(self) -> None:

@@ -105,6 +105,8 @@ class Session(Partials):
                 self._classify_fallback("timeout")
             elif name is Deadline.LOST_AUDIO:
                 self._recover_lost_audio()
+            elif name is Deadline.LATE_CURSOR:
+                self._apply_late_decision()
             elif name is Deadline.UNDO:
                 self._ignore("Tick", "undo window closed: the cancelled reply can no longer be resumed")
                 self._close_undo()

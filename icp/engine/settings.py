@@ -45,6 +45,9 @@ class EngineSettings:
     # A later partial of an early-absorbed utterance that the classifier calls anything else with this
     # confidence pauses the reply again (the user went on: "All right." was "Wait, what is...").
     repause_confidence: float = 0.6
+    # A final revising an early ABSORB pauses the device and waits this long for its `paused` report
+    # (the cursor of what it handed to the card) before the context is built from the heard words.
+    late_cursor_wait_s: float = 0.5
     # `speculate`: a partial the classifier calls NEW (idle) or BRANCH/MODIFY (interrupted) this
     # confidently starts the answer's generation before the final; adopted when the final says the
     # same words and the same disposition, cancelled otherwise. False: generate after the final.

@@ -53,6 +53,7 @@ class Deadline(StrEnum):
     LISTEN = "listen"  # a wake or words, then no final utterance: back to idle
     UNDO = "undo"  # the undo window after a CANCEL/MODIFY closed: the cancelled reply is gone
     LOST_AUDIO = "lost_audio"  # a device that ran dry still has not played audio sent to it: re-send
+    LATE_CURSOR = "late_cursor"  # a decision revising an early ABSORB waited for the paused cursor
 
 
 class Previous:
@@ -113,6 +114,7 @@ for _state in _LIVE:
 DEADLINE_STATE: dict[Deadline, State] = {
     Deadline.INTERRUPT: S.INTERRUPTED, Deadline.CLASSIFY: S.CLASSIFYING, Deadline.AUTO_RESUME: S.IDLE,
     Deadline.LISTEN: S.LISTENING, Deadline.UNDO: S.IDLE, Deadline.LOST_AUDIO: S.SPEAKING,
+    Deadline.LATE_CURSOR: S.INTERRUPTED,
 }
 # How long each deadline is (the `EngineSettings` field) and what happens when it fires.
 DEADLINE_RULE: dict[Deadline, tuple[str, str]] = {
@@ -126,6 +128,9 @@ DEADLINE_RULE: dict[Deadline, tuple[str, str]] = {
     Deadline.LOST_AUDIO: ("lost_audio_s", "the device reported nothing queued while audio sent to it was unplayed, "
                           "and no report since says otherwise: that audio was lost; re-send from the heard cursor "
                           "(counted from the oldest unplayed segment's sending)"),
+    Deadline.LATE_CURSOR: ("late_cursor_wait_s", "a final that revises an early ABSORB paused the device and "
+                           "waits for its `paused` cursor (the words played meanwhile were heard); none by "
+                           "then: applied with the cursor known"),
 }
 
 # Which events belong in which state; any other is an `Ignored` no-op. Background work (generation,

@@ -90,7 +90,11 @@ def test_a_final_that_says_branch_pauses_then_branches_from_the_cursor_of_that_m
     assert heard_at_final > heard_at_interrupt
     sim.send(E.UtteranceFinal(sim.now, "u1", "yeah but what is a bulge"))
     n = len(sim.log)
-    sim.step()
+    sim.step()  # the final's classification: BRANCH; the device is paused, its cursor awaited
+    assert controls(sim.log[n:]) == [(Action.PAUSE, None)]
+    assert not any(isinstance(c, C.StartGeneration) for c in sim.log[n:])
+    heard_at_final = parent.heard
+    sim.step()  # the device's `paused` report: applied with the cursor it paused at
     out = sim.log[n:]
     assert controls(out)[:2] == [(Action.PAUSE, None), (Action.FLUSH, Disposition.BRANCH)]
     applied = [c for c in out if isinstance(c, C.DispositionApplied)]
@@ -135,7 +139,10 @@ def test_a_cancel_hint_on_the_final_stops_the_early_absorbed_reply():
     sim.paused = False
     sim.step()
     out = sim.send(E.UtteranceFinal(sim.now, "u1", "okay stop", Hint.CANCEL))
-    assert controls(out)[:2] == [(Action.PAUSE, None), (Action.FLUSH, Disposition.CANCEL)]
+    assert controls(out) == [(Action.PAUSE, None)]
+    n = len(sim.log)
+    sim.step()  # the `paused` report
+    assert controls(sim.log[n:])[:1] == [(Action.FLUSH, Disposition.CANCEL)]
     assert sim.session.state is State.IDLE
 
 
@@ -263,3 +270,43 @@ def test_a_backchannel_that_grows_into_another_backchannel_keeps_playing():
     assert controls(out) == [] and sim.session.state is State.SPEAKING and sim.session.provisional == "u1"
     out = answer(sim, partial(sim, "uh huh yeah right"), Disposition.BRANCH, confidence=0.4)  # unsure
     assert controls(out) == [] and sim.session.provisional == "u1"
+
+
+def test_a_late_decision_waits_for_the_paused_cursor_and_counts_the_words_heard_meanwhile():
+    """The cursor the engine knows when a final revises an early ABSORB is the last report's (the real
+    device's heartbeat: up to a second old); the words played since were heard. The decision waits
+    for the device's `paused` report, so they reach the context. No report within
+    `late_cursor_wait_s`: applied anyway, with the cursor known."""
+    sim = speaking_sim(Disposition.BRANCH)
+    interrupt(sim)
+    parent = next(e for e in sim.session.conv.log if isinstance(e, AssistantItem))
+    answer(sim, partial(sim, "yeah"), Disposition.ABSORB)
+    sim.paused = False
+    sim.step()
+    seg, pos = sim.playing
+    n = min(16000, seg.segment.samples - pos - 1)  # a second played that no report has told yet
+    sim.heard.append((seg.segment.segment, pos, pos + n))
+    sim.playing = (seg, pos + n)
+    stale = parent.heard
+    heard_when_asked: list[int] = []
+    sim.on_generation = lambda messages: heard_when_asked.append(parent.heard)
+    sim.send(E.UtteranceFinal(sim.now, "u1", "yeah but what is a bulge"))
+    sim.step()  # classified BRANCH: paused, waiting
+    assert heard_when_asked == []
+    sim.step()  # the `paused` report, then the decision
+    assert len(heard_when_asked) == 1 and heard_when_asked[0] > stale, "words heard since the last report left out"
+    assert sim.session.conv.threads[parent.thread].resume_word >= heard_when_asked[0] - 1
+
+    lost = speaking_sim(Disposition.BRANCH)
+    interrupt(lost)
+    answer(lost, partial(lost, "yeah"), Disposition.ABSORB)
+    lost.paused = False
+    lost.send(E.UtteranceFinal(lost.now, "u1", "yeah but what is a bulge"))
+    asked: list[float] = []
+    lost.on_generation = lambda messages: asked.append(lost.now)
+    lost.step()
+    t = lost.now
+    while not asked and lost.now - t < 2:
+        lost.paused_reports.clear()  # the report never comes
+        lost.step()
+    assert asked and 0.45 <= asked[0] - t <= 0.6
