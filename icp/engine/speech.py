@@ -21,8 +21,9 @@ AFFIRMATIVE = re.compile(r"^\W*(yes|yeah|yep|sure|please|ok(ay)?|go ahead|go on)
 # "Go back" right after a CANCEL/MODIFY that may have been a misreading ("no, I was just asking, go
 # back"): an undo, whatever else the sentence holds. Only consulted while an undo is open (`Undo`),
 # and only when the sentence ends on it, so "does the universe continue" or "don't go back" are not.
+# ("carried on", "carry going", "carry gone": tiny.en's readings of "carry on" in live and audio runs.)
 GO_BACK = re.compile(
-    r"(?<!not )(?<!n't )(?<!never )\b(go(ing)? back|carry on|keep going|go on|continue|as you were|"
+    r"(?<!not )(?<!n't )(?<!never )\b(go(ing)? back|carr(y|ied) on|carry go(ing|ne)|keep going|go on|continue|as you were|"
     r"where were (we|you)|you were saying)( to (it|that|what you were saying|the \w+))?"
     r"(,? (then|please|thanks|thank you))?\W*$", re.I)
 UNDO_MAX_WORDS = 12

@@ -250,10 +250,12 @@ def test_what_counts_as_go_back():
     sim.say("okay that's enough")
     session = sim.session
     for text in ("no, go back", "No, I was just asking. Go back.", "sorry, carry on", "keep going please",
-                 "go back to what you were saying", "okay, where were we"):
+                 "go back to what you were saying", "okay, where were we",
+                 "No, carried on.", "No, carry going.", "No, carry gone."):  # tiny.en's "No, carry on."
         assert session._is_undo(text, speaking=False), text
     for text in ("don't go back", "does the universe continue to expand", "what is going on",
-                 "never mind, I never go back", "tell me why the sea keeps going up and down and where it goes back"):
+                 "never mind, I never go back", "tell me why the sea keeps going up and down and where it goes back",
+                 "why has the war carried on so long"):
         assert not session._is_undo(text, speaking=False), text
     assert session._is_undo("no no, keep going", speaking=True)
     assert not session._is_undo("mm, go on", speaking=True)
