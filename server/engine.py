@@ -102,6 +102,10 @@ class Engine:
         self.owns: Callable[[str], bool] | None = None  # several workers: act only for devices owned here
         self.metrics: Any = None  # server.metrics.EngineMetrics when --metrics-port is set
         self._classify_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="classify")
+        # Classifications submitted and not yet posted back: a simulation paced faster than real time
+        # (evaluation.harness) holds its clock while there are any, as it does for the recogniser.
+        self._classifying = 0
+        self._classifying_lock = threading.Lock()
         sink = _EngineSink(self)
         self.replies: Replies
         if tts is not None:
@@ -303,6 +307,8 @@ class Engine:
         elif isinstance(cmd, C.PublishState):
             self._send(device_id, dev, EngineState(cmd.state, min(cmd.held_threads, 64)))
         elif isinstance(cmd, C.Classify):
+            with self._classifying_lock:
+                self._classifying += 1
             self._classify_pool.submit(self._classify, device_id, cmd)
         elif isinstance(cmd, C.Persist):
             if self.write_behind:
@@ -342,16 +348,25 @@ class Engine:
     def _start_generation(self, device_id: str, cmd: C.StartGeneration) -> None:
         self.replies.generate(device_id, cmd)
 
+    @property
+    def classifying(self) -> bool:
+        """A classification is running or queued (its answer not yet posted to the loop)."""
+        return self._classifying > 0
+
     def _classify(self, device_id: str, cmd: C.Classify) -> None:
         try:
-            result = self.classifier.classify(cmd.request)
-        except Exception as exc:  # the core falls back at once (not after classify_timeout_s of silence)
-            log.warning("device=%s classifier failed: %s", device_id, exc)
-            self.counters["classifier_failed"] += 1
-            self.post(device_id, E.ClassifyFailed(self.clock(), cmd.request_id, f"{type(exc).__name__}: {exc}"))
-            return
-        self.post(device_id, E.Classified(self.clock(), cmd.request_id, result.disposition, result.confidence,
-                                          result.source))
+            try:
+                result = self.classifier.classify(cmd.request)
+            except Exception as exc:  # the core falls back at once (not after classify_timeout_s of silence)
+                log.warning("device=%s classifier failed: %s", device_id, exc)
+                self.counters["classifier_failed"] += 1
+                self.post(device_id, E.ClassifyFailed(self.clock(), cmd.request_id, f"{type(exc).__name__}: {exc}"))
+                return
+            self.post(device_id, E.Classified(self.clock(), cmd.request_id, result.disposition, result.confidence,
+                                              result.source))
+        finally:
+            with self._classifying_lock:
+                self._classifying -= 1
 
 
 class _EngineSink:
