@@ -16,7 +16,7 @@ from icp import commands as C
 from icp import events as E
 from icp.context import build_messages
 from icp.conversation import AssistantItem, Conversation
-from icp.dispositions import Hint
+from icp.dispositions import Disposition, Hint
 from icp.engine.settings import EngineSettings, Generation, PartialRequest, PendingSegment, Speculation, Undo
 from icp.engine.table import TABLE, Deadline, Previous, State, Trigger, trigger_name
 from icp.strategies import Icp, Strategy
@@ -57,7 +57,9 @@ class SessionCore:
     provisional: str | None = None
     late_id: str | None = None
     late_text: str = ""
-    late_decision: tuple | None = None  # (uid, text, classified, applied, confidence, source) awaiting the cursor
+    # A final's decision revising an early ABSORB, held for the device's paused cursor (`_decide_late`):
+    # (utterance, text, classified, applied, confidence, source), as `_apply` takes them.
+    late_decision: tuple[str, str, Disposition, Disposition, float, str] | None = None
     speculation: Speculation | None = None
     adopting: Speculation | None = None
     now: float = 0.0  # the latest time an event brought
