@@ -63,7 +63,11 @@ def is_partial_request(request_id: str) -> bool:
 
 # Words that open an interruption as often as a backchannel: a partial of nothing else ("I", "Uh",
 # "So") is too early to resume on (live mode: "I" of "I wait, what is magma?" was absorbed early).
-OPENINGS = frozenset({"i", "uh", "um", "er", "so", "and", "but", "well", "oh", "hey", "you"})
+# "go", "keep", "got" and "makes" are backchannel words to the rules only as the start of a phrase
+# ("go on", "got it"); alone they as often open an interruption: tiny.en's first look at "Go back to
+# the start." read "Go." ("see" is not one: "I see" is a backchannel and both words would be openings).
+OPENINGS = frozenset({"i", "uh", "um", "er", "so", "and", "but", "well", "oh", "hey", "you",
+                      "go", "keep", "got", "makes"})
 
 
 def _only_openings(text: str) -> bool:

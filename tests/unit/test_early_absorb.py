@@ -194,13 +194,22 @@ def test_the_early_absorbed_reply_still_ends_and_the_context_holds_only_heard_wo
 def test_a_partial_of_nothing_but_an_opening_is_not_resumed_on_even_when_called_absorb():
     """Live mode: the first partial of "I wait, what is magma?" was "I" (a filler to the rules: ABSORB
     0.97), the reply resumed over the user's question. An opening alone is too early to resume on."""
-    for opening in ("I", "Uh", "So"):
+    for opening in ("I", "Uh", "So", "Go.", "Go-go.", "Got"):
         sim = speaking_sim()
         interrupt(sim)
         rid = partial(sim, opening)
         assert rid is not None
         assert controls(answer(sim, rid, Disposition.ABSORB)) == []
         assert sim.session.state is State.INTERRUPTED
+
+
+def test_a_phrase_that_starts_with_an_opening_still_resumes_at_once():
+    for text in ("Go on.", "Got it.", "I see.", "Oh, okay."):
+        sim = speaking_sim()
+        interrupt(sim)
+        rid = partial(sim, text)
+        assert rid is not None
+        assert controls(answer(sim, rid, Disposition.ABSORB)) == [(Action.RESUME, Disposition.ABSORB)], text
 
 
 def test_a_long_interruption_still_being_spoken_is_not_timed_out_as_a_backchannel():
