@@ -56,6 +56,20 @@ def test_hint_and_navigation_keep_the_lexical_answers(embed: EmbeddingClassifier
     assert embed.classify(idle) == LexicalClassifier().classify(idle)
 
 
+def test_an_unsure_absorb_of_a_request_is_not_taken_but_backchannels_are(embed: EmbeddingClassifier) -> None:
+    """`segue-bench turns`: "Wait, go back a bit." came out ABSORB 0.37 and the reply carried on over
+    the request. Below ABSORB_MIN the best other label is taken, unless the words are a backchannel."""
+    story = "Its surface is always moving because the wind pushes waves across it for thousands of miles."
+    request = ClassifyRequest("Wait, go back a bit.", story, True)
+    probs = dict(zip(embed._head.labels, embed.probabilities(request)))
+    assert max(probs, key=probs.get) == "ABSORB" and probs["ABSORB"] < 0.5  # what the blend alone says
+    result = embed.classify(request)
+    assert result.disposition is not Disposition.ABSORB and result.source == "embed"
+    assert result.confidence == pytest.approx(max(p for label, p in probs.items() if label != "ABSORB"), abs=1e-4)
+    for backchannel in ("oh wow", "yeah right", "mm okay"):
+        assert embed.classify(ClassifyRequest(backchannel, story, True)).disposition is Disposition.ABSORB
+
+
 def test_embeddings_are_normalised_and_cached(embed: EmbeddingClassifier) -> None:
     encoder: SentenceEncoder = embed._encoder
     vectors = encoder.encode(["be quiet", "shut up", "what does simmer mean"])
