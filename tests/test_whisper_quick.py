@@ -152,6 +152,23 @@ def test_a_quick_look_over_nothing_but_quiet_since_the_last_decode_reuses_its_wo
     asr.finish()
 
 
+def test_a_decode_before_the_quiet_end_of_a_word_is_not_reused(voice) -> None:
+    """The "z" of "rise" is 21-31 dB below the vowel: a decode made before it ("Why does bread
+    ride?") must not be the words of the look after it."""
+    asr = WhisperASR()
+    pcm = voice("Why does bread rise?")
+    peaks = np.abs(pcm.astype(np.int32)).reshape(-1, 1)[: len(pcm) // 320 * 320].reshape(-1, 320).max(axis=1)
+    vowel_end = (int(np.flatnonzero(peaks >= peaks.max() // 8)[-1]) + 1) * 320  # the last chunk within 18 dB
+    assert len(pcm) - vowel_end > 1600  # 100 ms and more of quieter word after it
+    asr.start()
+    asr.feed(pcm[:vowel_end], partials=False)
+    asr.quick()
+    asr.feed(pcm[vowel_end:], partials=False)
+    asr.feed(noise(100, 40), partials=False)
+    assert normalize(asr.quick().text) == ["why", "does", "bread", "rise"]
+    asr.finish()
+
+
 @pytest.mark.slow
 def test_without_quick_partials_the_baseline_cadence_is_one_full_pass_a_second(voice) -> None:
     asr = WhisperASR(WhisperSettings(quick_partials=False))

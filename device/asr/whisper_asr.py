@@ -218,10 +218,12 @@ class WhisperASR:
         audio_ms = self._samples * 1000 / SAMPLE_RATE
         if self._first_sound is None or self._peak < self.settings.silence_peak:
             return Partial(text="", audio_ms=audio_ms)
-        if self._decoded_text is not None and not self._sound_since(self._decoded_to):
+        if self._decoded_text is not None and not self._sound_since(self._decoded_to, below_peak=64):
             # Nothing but quiet since the last look: the words cannot have changed. At a pause this is
             # the partial decoded just as the user stopped (`segue-bench turns` traced the pause's
             # look queued behind it and then decoding the same words again: 140-240 ms under load).
+            # Quiet here is 36 dB below the peak, not the partials' 18: at 18 a partial decoded before
+            # the "z" of "Why does bread rise?" was reused and the final read "ride".
             self._decoded_to = self._samples
             return Partial(text=self._decoded_text, audio_ms=audio_ms)
         audio = self._audio()
@@ -252,12 +254,13 @@ class WhisperASR:
                                             repetition_penalty=s.quick_repetition_penalty)
         return tk.decode([t for t in result[0].sequences_ids[0] if t < tk.eot]).strip()
 
-    def _sound_since(self, sample: int) -> bool:
+    def _sound_since(self, sample: int, below_peak: int = 8) -> bool:
         """Is there sound after `sample`: a chunk within 18 dB of the capture's loudest (as `_prompt_now`
         counts it; the silence that ends a turn and a canceller's faint residue are not)? A partial
         over silence only costs a decode (100-200 ms of a Pi core each quarter second of the end-of-turn
-        silence, delaying the final pass behind it)."""
-        floor = max(self.settings.silence_peak, self._peak // 8)
+        silence, delaying the final pass behind it). `below_peak` 64 (36 dB) also counts the quiet end
+        of a word: the "z" of "rise" is 21-31 dB below the vowel."""
+        floor = max(self.settings.silence_peak, self._peak // below_peak)
         for end, peak in reversed(self._chunk_peaks):
             if end <= sample:
                 return False
