@@ -130,45 +130,6 @@ def test_quick_partials_start_quick_first_s_after_the_first_sound(whisper, voice
     assert normalize(partials[-1].text)[:4] == ["tell", "me", "about", "the"]
 
 
-def test_a_quick_look_over_nothing_but_quiet_since_the_last_decode_reuses_its_words(voice) -> None:
-    """At a pause the look often queues behind the partial decoded just as the user stopped: with
-    nothing but the room's quiet after that decode, its words are the look's (no second decode);
-    with sound after it, the look decodes again."""
-    asr = WhisperASR()
-    decodes: list[int] = []
-    decode = asr._short_decode
-    asr._short_decode = lambda audio, beam_size=1: decodes.append(len(audio)) or decode(audio, beam_size)
-    pcm = np.concatenate([silence(200), voice("How far away is the moon?")])
-    asr.start()
-    asr.feed(pcm, partials=False)
-    first = asr.quick()  # a decode (as a partial decoded at the end of the words would be)
-    assert len(decodes) == 1 and normalize(first.text) == normalize("How far away is the moon?"), first.text
-    for _ in range(5):  # the pause: the room's faint noise, 20 ms at a time
-        asr.feed(noise(20, 40), partials=False)
-    look = asr.quick()
-    assert len(decodes) == 1 and look == Partial(text=first.text, audio_ms=pytest.approx(len(pcm) / 16 + 100))
-    asr.feed(np.concatenate([silence(300), voice("Tell me a joke.")]), partials=False)  # more words
-    assert "joke" in normalize(asr.quick().text) and len(decodes) == 2
-    asr.finish()
-
-
-def test_a_decode_before_the_quiet_end_of_a_word_is_not_reused(voice) -> None:
-    """The "z" of "rise" is 21-31 dB below the vowel: a decode made before it ("Why does bread
-    ride?") must not be the words of the look after it."""
-    asr = WhisperASR()
-    pcm = voice("Why does bread rise?")
-    peaks = np.abs(pcm.astype(np.int32)).reshape(-1, 1)[: len(pcm) // 320 * 320].reshape(-1, 320).max(axis=1)
-    vowel_end = (int(np.flatnonzero(peaks >= peaks.max() // 8)[-1]) + 1) * 320  # the last chunk within 18 dB
-    assert len(pcm) - vowel_end > 1600  # 100 ms and more of quieter word after it
-    asr.start()
-    asr.feed(pcm[:vowel_end], partials=False)
-    asr.quick()
-    asr.feed(pcm[vowel_end:], partials=False)
-    asr.feed(noise(100, 40), partials=False)
-    assert normalize(asr.quick().text) == ["why", "does", "bread", "rise"]
-    asr.finish()
-
-
 @pytest.mark.slow
 def test_without_quick_partials_the_baseline_cadence_is_one_full_pass_a_second(voice) -> None:
     asr = WhisperASR(WhisperSettings(quick_partials=False))

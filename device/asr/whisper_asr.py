@@ -121,7 +121,6 @@ class WhisperASR:
         self._first_sound = None
         self._prepared: tuple[int, Final] | None = None  # (audio it covers, the pass)
         self._decoded_to = 0  # audio the last partial or quick pass covered
-        self._decoded_text: str | None = None  # ...and the words it read
         first = max(self.settings.min_partial_audio_s, self.settings.partial_interval_s)
         self._next_partial = int(first * SAMPLE_RATE)
 
@@ -150,6 +149,7 @@ class WhisperASR:
         if not (s.partials and partials) or too_long or self._first_sound is None \
                 or self._samples < self._next_partial or not self._sound_since(self._decoded_to):
             return []  # (nothing but quiet since the last look: the words cannot have changed)
+        self._decoded_to = self._samples
         if s.quick_partials:
             t0 = time.monotonic()
             text = self.quick().text
@@ -161,8 +161,7 @@ class WhisperASR:
                 interval = s.quick_interval_over_speech_s
             self._next_partial = self._samples + int(max(interval, cost_s) * SAMPLE_RATE)
         else:
-            self._decoded_to = self._samples
-            text = self._decoded_text = self._full_greedy(self._audio())
+            text = self._full_greedy(self._audio())
             self._next_partial = self._samples + int(s.partial_interval_s * SAMPLE_RATE)
         if text and text != self._last_partial:
             self._last_partial = text
@@ -218,22 +217,12 @@ class WhisperASR:
         audio_ms = self._samples * 1000 / SAMPLE_RATE
         if self._first_sound is None or self._peak < self.settings.silence_peak:
             return Partial(text="", audio_ms=audio_ms)
-        if self._decoded_text is not None and not self._sound_since(self._decoded_to, below_peak=64):
-            # Nothing but quiet since the last look: the words cannot have changed. At a pause this is
-            # the partial decoded just as the user stopped (`segue-bench turns` traced the pause's
-            # look queued behind it and then decoding the same words again: 140-240 ms under load).
-            # Quiet here is 36 dB below the peak, not the partials' 18: at 18 a partial decoded before
-            # the "z" of "Why does bread rise?" was reused and the final read "ride".
-            self._decoded_to = self._samples
-            return Partial(text=self._decoded_text, audio_ms=audio_ms)
         audio = self._audio()
         self._decoded_to = self._samples
         if len(audio) > self.settings.quick_max_audio_s * SAMPLE_RATE:
-            text = self._full_greedy(audio)
-        else:
-            text = cut_repeats(self._short_decode(audio), (self._samples - self._first_sound) / SAMPLE_RATE)
-        self._decoded_text = text
-        return Partial(text=text, audio_ms=audio_ms)
+            return Partial(text=self._full_greedy(audio), audio_ms=audio_ms)
+        sound_s = (self._samples - self._first_sound) / SAMPLE_RATE
+        return Partial(text=cut_repeats(self._short_decode(audio), sound_s), audio_ms=audio_ms)
 
     def _short_decode(self, audio: np.ndarray, beam_size: int = 1) -> str:
         """Decode of a mel as long as the audio plus `quick_pad_s` (not faster-whisper's 30 s); greedy
@@ -254,13 +243,12 @@ class WhisperASR:
                                             repetition_penalty=s.quick_repetition_penalty)
         return tk.decode([t for t in result[0].sequences_ids[0] if t < tk.eot]).strip()
 
-    def _sound_since(self, sample: int, below_peak: int = 8) -> bool:
+    def _sound_since(self, sample: int) -> bool:
         """Is there sound after `sample`: a chunk within 18 dB of the capture's loudest (as `_prompt_now`
         counts it; the silence that ends a turn and a canceller's faint residue are not)? A partial
         over silence only costs a decode (100-200 ms of a Pi core each quarter second of the end-of-turn
-        silence, delaying the final pass behind it). `below_peak` 64 (36 dB) also counts the quiet end
-        of a word: the "z" of "rise" is 21-31 dB below the vowel."""
-        floor = max(self.settings.silence_peak, self._peak // below_peak)
+        silence, delaying the final pass behind it)."""
+        floor = max(self.settings.silence_peak, self._peak // 8)
         for end, peak in reversed(self._chunk_peaks):
             if end <= sample:
                 return False
