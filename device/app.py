@@ -171,11 +171,13 @@ class DeviceApp(Executors):
         d = self.mic.delay
         delay = f"{d.delay_s * 1000:.1f} ms" if d.delay_s is not None else "not found"
         log.info("audio: %d output underflows, %d input overflows, %d clock re-anchors; echo delay %s "
-                 "(%d estimates, %d jumps), %d loud frames explained as echo; %d false pauses; mic audio "
+                 "(%d estimates, %d jumps), %d loud frames explained as echo, %d over playback not judged "
+                 "after a clock step; %d false pauses; mic audio "
                  "analysed up to %.0f ms behind the clock at worst (%d ticks over the turn-end tolerance)",
                  getattr(self.backend, "underflows", 0), getattr(self.backend, "overflows", 0),
                  getattr(self.backend, "clock_resyncs", 0), delay, d.estimates, d.jumps,
-                 self.mic.detector.vetoed, self.machine.false_pauses, self.mic_lag_max_s * 1000, self.mic_lag_ticks)
+                 self.mic.detector.vetoed, self.mic.detector.unsure_frames, self.machine.false_pauses,
+                 self.mic_lag_max_s * 1000, self.mic_lag_ticks)
 
     def serve(self, poll_s: float = 0.005, notifier: Optional[Notifier] = None) -> None:
         """Real-time loop: process queued audio and messages until `stop()` (or a restart request).

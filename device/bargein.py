@@ -43,6 +43,7 @@ class BargeInSettings:
     suspect_margin: float = 3.0       # ...and this far above the echo's typical level is suspicious
     typical_alpha: float = 0.05       # per-frame weight of the typical residual/reference ratio
     typical_warmup: int = 25          # echo frames the typical ratio needs before it is trusted (0.5 s)
+    step_hold_s: float = 0.3          # after a stream's clock steps, how long no onset is looked for over playback
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ class BargeInDetector:
         self._learnt = 0
         self._typical_left = settings.tracked_coupling_init / 2  # the same, for what the delayed copy leaves
         self._learnt_left = 0
+        self._unsure = (0.0, 0.0)  # stream times whose echo alignment is unknown (`timing_stepped`)
+        self.unsure_frames = 0     # frames over playback not judged for that reason
 
     def feed(self, clean: np.ndarray, t: float) -> list[VadEvent]:
         events: list[VadEvent] = []
@@ -100,6 +103,17 @@ class BargeInDetector:
                 events.append(ev)
         return events
 
+    def timing_stepped(self, at: float) -> None:
+        """A stream's times stepped at stream time `at` (an underrun or overflow re-anchored the card's
+        clock, or it settled on the mean of its stamps): the reference no longer lines up with the echo
+        in the mic, and the canceller and the delay tracker need a moment to find it again. Meanwhile
+        the echo they leave is loud and speech-shaped (live mode under load: the speaker's own voice
+        started an `interrupt` after an underrun). For `step_hold_s` from `at`, frames over playback
+        start no onset; a user who barges in just then is heard that much later."""
+        start, end = self._unsure
+        new_end = at + self.settings.step_hold_s
+        self._unsure = (min(start, at), max(end, new_end)) if at <= end else (at, new_end)
+
     def _decide(self, frame: np.ndarray, t: float) -> bool:
         s = self.settings
         x = frame.astype(np.float32)
@@ -108,6 +122,13 @@ class BargeInDetector:
         if self.reference is not None:
             r = self.reference.read(t + self._frame_s - self._window / self.sample_rate, self._window).astype(np.float32)
             ref_rms = float(np.sqrt(np.dot(r, r) / len(r)))
+        start, end = self._unsure
+        if start <= t < end and ref_rms > s.min_rms and not self.onset.in_speech:
+            self.unsure_frames += 1
+            self._suspect = False
+            self.last = FrameDecision(t, 0.0, rms, ref_rms, False)
+            self.recent.append(self.last)
+            return False
         tracked = False
         left: Optional[float] = None
         if (self.delay is not None and ref_rms > 0.0
@@ -197,13 +218,23 @@ class MicPath:
                                         OnsetDetector(vad.onset_frames, vad.offset_frames, vad.pause_frames), rate,
                                         self.reference, vad.threshold, self.delay)
         self.listeners: list[Callable[[np.ndarray, float], None]] = []
+        self._next: dict[str, float] = {}  # per stream ("output", "input"): where its next buffer starts
 
     def played(self, pcm: np.ndarray, dac_time: float) -> None:
+        self._check_step("output", dac_time, len(pcm))
         ref, t = self._ref_rs.push(pcm, dac_time)
         if len(ref):
             self.echo.played(ref, t)
 
+    def _check_step(self, stream: str, t: float, n: int) -> None:
+        """A buffer that does not start where the stream's last one ended: its clock stepped."""
+        expected = self._next.get(stream)
+        if expected is not None and abs(t - expected) > 0.5 / self.card_rate:
+            self.detector.timing_stepped(min(t, expected))
+        self._next[stream] = t + n / self.card_rate
+
     def capture(self, mic: np.ndarray, adc_time: float) -> list[VadEvent]:
+        self._check_step("input", adc_time, len(mic))
         events: list[VadEvent] = []
         pcm, t0 = self._mic_rs.push(mic, adc_time)
         if not len(pcm):

@@ -81,3 +81,52 @@ def test_estimate_needs_the_mic_to_be_mostly_echo(voices):
         ref.write(agent[i : i + 320], i / R)
         tracker.feed(noise[i : i + 320], i / R)
     assert tracker.delay_s is None and tracker.estimates == 0
+
+
+def _run_with_steps(agent, user, hold_s: float, user_at: float | None = None):
+    """An underrun at 3 s: what plays from then on is 40 ms later (the mic's echo too), and the DAC
+    stamps find that out in steps, as a clock settling on jittered stamps does (+-3 ms each buffer for
+    0.5 s around the new offset)."""
+    from device.bargein import BargeInSettings, MicPath
+    from device.vad import SpeechOnset
+
+    path = MicPath(R, bargein=BargeInSettings(step_hold_s=hold_s))
+    n, j, gap = len(agent), 3 * R, int(0.040 * R)
+    played = np.concatenate([agent[:j], np.zeros(gap), agent[j:]])
+    mic = np.zeros(len(played))
+    d = int(0.030 * R)
+    mic[d:] = 0.5 * played[:-d]
+    if user_at is not None:
+        u = int(user_at * R)
+        mic[u : u + len(user)] += user[: len(mic) - u]
+    mic = np.clip(mic, -32768, 32767).astype(np.int16)
+    wobble = [0.003, -0.002, 0.0025, -0.001, 0.002, -0.0015, 0.001, -0.0005] * 4  # seconds, per buffer
+    onsets = []
+    for i in range(0, n - 320, 320):
+        t = i / R
+        if i >= j:
+            t += 0.040 + (wobble[(i - j) // 320] if (i - j) // 320 < len(wobble) else 0.0)
+        path.played(agent[i : i + 320], t)
+        # the mic runs on its own clock, which did not step
+        onsets += [round(e.at, 2) for e in path.capture(mic[i : i + 320], i / R) if isinstance(e, SpeechOnset)]
+    return onsets, path
+
+
+@needs_espeak
+def test_own_voice_while_the_card_clock_steps_is_not_a_barge_in(voices):
+    """Live mode under load: after an underrun the speaker's own voice started an `interrupt`. The
+    stamps that follow an underrun step the reference about while the echo stays put; the canceller
+    and the delay tracker follow none of it, so the detector starts no onset over playback for
+    `step_hold_s` after a step."""
+    agent, user = voices
+    without, _ = _run_with_steps(agent, user, hold_s=0.0)
+    assert without, "the steps should fool the detector when it is not told of them (else this shows nothing)"
+    onsets, path = _run_with_steps(agent, user, hold_s=0.3)
+    assert onsets == [] and path.detector.unsure_frames > 0
+
+
+@needs_espeak
+def test_the_user_barges_in_soon_after_the_card_clock_steps(voices):
+    agent, user = voices
+    onsets, _ = _run_with_steps(agent, user, hold_s=0.3, user_at=4.0)
+    assert len(onsets) == 1 and 4.25 <= onsets[0] <= 4.45, onsets  # the voice starts at 4.3 s (300 ms pad)

@@ -48,3 +48,20 @@ def test_a_jump_or_a_flagged_underrun_re_anchors_at_once():
     assert clock.resyncs == 2
     clock.reset()
     assert clock.stamp(99.00001, N) == pytest.approx(99.0, abs=1 / R)
+
+
+def test_after_an_underrun_the_clock_settles_in_one_step():
+    """Settling on jittered stamps after a re-anchor moves the stream once, at the end, not a little
+    at every buffer: two dozen small steps after every underrun were two dozen echo paths that
+    neither the canceller nor the delay tracker could follow (live mode: the speaker's own voice
+    started an interrupt)."""
+    rng = random.Random(3)
+    clock = SampleClock(R, ClockSettings(settle=25))
+    for k in range(100):
+        clock.stamp(k * N / R, N)
+    times = [clock.stamp(100 * N / R + 0.04 + rng.uniform(-0.005, 0.005), N, discontinuity=True)]
+    for k in range(101, 160):
+        times.append(clock.stamp(k * N / R + 0.04 + rng.uniform(-0.005, 0.005), N))
+    steps = [round((b - a) * R) - N for a, b in zip(times, times[1:])]
+    assert sum(1 for s in steps if s) <= 1, steps  # one step at most, at the end of settling
+    assert times[-1] == pytest.approx(159 * N / R + 0.04, abs=0.002)
