@@ -214,17 +214,6 @@ CLARIFY_CUES: tuple[str, ...] = (
     "come again",
     "say again",
     "one more time",
-    # asking to hear part of the answer again (BRANCH, like "sorry can you repeat the code"): a
-    # request, not an acknowledgement, though "i" and "go" are backchannel words
-    "go back",
-    "back up",
-    "rewind",
-    "missed that",
-    "didn't catch",
-    "didn't hear",
-    "didn't get",
-    "lost me",
-    "lost you",
     "what was that",
     "sorry what",
     "wait what",

@@ -154,3 +154,30 @@ def test_a_segment_that_cannot_be_synthesised_is_retried_then_the_reply_stops_be
     assert failures == [1, 1] and item.cut and item.heard == 0 and not sim.sent
     sim.say("what else")
     assert not [m for m in sim.llm_requests[-1] if m["role"] == "assistant" and "Tides" in m["content"]]
+
+
+def _context_when_interrupted(after_words: int) -> tuple[str, list[str]]:
+    """Interrupt the tides reply once `after_words` of it were heard; the classifier's context then."""
+    asked: list[str] = []
+
+    def classify(req):
+        asked.append(req.last_heard_sentence)
+        return Classification(Disposition.NEW if not req.speaking else Disposition.BRANCH, 0.9)
+
+    sim = Sim(dict(REPLIES), classify)
+    sim.say("tell me about tides")
+    sim.run_until(lambda: any(isinstance(e, AssistantItem) for e in sim.session.conv.log))
+    item = next(e for e in sim.session.conv.log if isinstance(e, AssistantItem))
+    sim.run_until(lambda: len(sim.heard_words(item.id)) >= after_words)
+    sim.say("wait what is a bulge")
+    return asked[-1], sim.heard_words(item.id)
+
+
+def test_a_context_cut_a_few_words_in_comes_with_the_sentence_before_it():
+    """The classifier's context is the last sentence the user heard; cut under six words in, the
+    sentence before comes too ("The near" alone says nothing about what the user may correct)."""
+    context, heard = _context_when_interrupted(11)  # sentence 1 is 9 words: 2-5 words of sentence 2
+    assert 11 <= len(heard) <= 14, heard
+    assert context.startswith("Tides are caused by the moon pulling on the oceans. The"), context
+    context, heard = _context_when_interrupted(26)  # well into sentence 3 (15 words from word 16)
+    assert context.startswith("The far side bulges too") and "toward it." not in context, context
