@@ -124,9 +124,7 @@ class Speech(Apply):
         for entry in reversed(self.conv.log):
             if isinstance(entry, AssistantItem) and entry.heard:
                 heard = " ".join(entry.words[: entry.heard])
-                parts = [p for p in re.split(r"(?<=[.!?])\s+", heard) if p]
-                if not parts:
-                    return heard
+                parts = re.split(r"(?<=[.!?])\s+", heard)
                 if len(parts) > 1 and len(parts[-1].split()) < CONTEXT_MIN_WORDS:
                     return f"{parts[-2]} {parts[-1]}"
                 return parts[-1]
